@@ -1,0 +1,47 @@
+"""``python -m desktop <command>``: the commands around ``pulumi up``.
+
+Each command module has ``register(subparsers)``, which adds its parser and sets
+``run=function(args) -> int``. Expected failures end as one line on stderr and
+exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from desktop import plan
+from desktop.cli import CommandError
+from desktop.config import ConfigError, StackNotFound
+
+COMMANDS = (plan,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m desktop",
+        description="Plan, check, follow and connect to a deep learning desktop on AWS.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (CommandError, StackNotFound) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

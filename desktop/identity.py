@@ -1,0 +1,119 @@
+"""The desktop's IAM role and instance profile: SageMaker, its own bucket, the DCV license.
+
+Every ARN is built from the partition the provider runs in, so the same program
+works in ``aws``, ``aws-cn`` and ``aws-us-gov``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from desktop.config import DesktopArgs
+
+SAGEMAKER_POLICY = "AmazonSageMakerFullAccess"
+
+# Bucket-level and object-level actions, each on the resource it applies to.
+BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads")
+OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Where the provider runs: partition (``aws``, ``aws-cn``, ...), DNS suffix, region."""
+
+    name: pulumi.Output[str]
+    dns_suffix: pulumi.Output[str]
+    region: pulumi.Output[str]
+
+
+def current_partition(parent: pulumi.Resource) -> Partition:
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    partition = aws.get_partition_output(opts=invoke)
+    return Partition(partition.partition, partition.dns_suffix, aws.get_region_output(opts=invoke).region)
+
+
+def trust_policy(dns_suffix: str) -> dict:
+    """Who may assume the role: EC2 (the desktop) and SageMaker (jobs started from it)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": [f"ec2.{dns_suffix}", "sagemaker.amazonaws.com"]},
+            "Action": "sts:AssumeRole",
+        }],
+    }
+
+
+def s3_read_write_policy(partition: str, bucket: str) -> dict:
+    """Read, list, write and delete in ``bucket``, and nothing on any other bucket."""
+    bucket_arn = f"arn:{partition}:s3:::{bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Bucket", "Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": bucket_arn},
+            {"Sid": "Objects", "Effect": "Allow", "Action": list(OBJECT_ACTIONS), "Resource": f"{bucket_arn}/*"},
+        ],
+    }
+
+
+def dcv_license_policy(partition: str, region: str) -> dict:
+    """The DCV server on EC2 checks its license in a regional AWS bucket."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:{partition}:s3:::dcv-license.{region}/*",
+        }],
+    }
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: aws.iam.Role
+    profile: aws.iam.InstanceProfile
+
+
+def desktop_role(name: str, args: DesktopArgs, partition: Partition, parent: pulumi.Resource) -> Identity:
+    """The role the desktop (and SageMaker jobs it starts) runs as, and its instance profile."""
+    opts = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        f"{name}-role",
+        description="Deep learning desktop: SageMaker, its S3 bucket, the DCV license",
+        assume_role_policy=partition.dns_suffix.apply(lambda suffix: json.dumps(trust_policy(suffix))),
+        opts=opts,
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{name}-sagemaker",
+        role=role.name,
+        policy_arn=partition.name.apply(lambda p: f"arn:{p}:iam::aws:policy/{SAGEMAKER_POLICY}"),
+        opts=opts,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-s3-read-write",
+        name="s3-read-write",
+        role=role.id,
+        policy=partition.name.apply(lambda p: json.dumps(s3_read_write_policy(p, args.s3_bucket))),
+        opts=opts,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-dcv-license-s3",
+        name="dcv-license-s3",
+        role=role.id,
+        policy=pulumi.Output.all(partition.name, partition.region).apply(
+            lambda v: json.dumps(dcv_license_policy(*v))
+        ),
+        opts=opts,
+    )
+    profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=opts)
+    return Identity(role, profile)

@@ -1,0 +1,49 @@
+"""The desktop's security group: SSH and DCV from ``accessCidr`` only, or the given group."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from desktop.config import DesktopArgs
+
+SSH_PORT = 22
+DCV_PORT = 8443
+ANYWHERE = "0.0.0.0/0"
+
+
+def security_group(name: str, args: DesktopArgs, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The id of the desktop's security group: ``securityGroupId``, or a new group."""
+    if args.security_group_id:
+        return pulumi.Output.from_input(args.security_group_id)
+    opts = pulumi.ResourceOptions(parent=parent)
+    group = aws.ec2.SecurityGroup(
+        f"{name}-sg",
+        vpc_id=args.vpc_id,
+        description="Deep learning desktop: SSH and DCV from the access CIDR",
+        tags={"Name": name},
+        opts=opts,
+    )
+    # One resource per rule (not inline rules) so a changed rule is replaced alone.
+    ingress = [
+        ("ssh", dict(ip_protocol="tcp", from_port=SSH_PORT, to_port=SSH_PORT, cidr_ipv4=args.access_cidr,
+                     description="SSH")),
+        ("dcv", dict(ip_protocol="tcp", from_port=DCV_PORT, to_port=DCV_PORT, cidr_ipv4=args.access_cidr,
+                     description="DCV")),
+        ("dcv-quic", dict(ip_protocol="udp", from_port=DCV_PORT, to_port=DCV_PORT, cidr_ipv4=args.access_cidr,
+                          description="DCV QUIC")),
+        # The sample's rule for distributed SageMaker training jobs in this group.
+        ("self", dict(ip_protocol="-1", referenced_security_group_id=group.id,
+                      description="All traffic within the group (distributed SageMaker training)")),
+    ]
+    egress = [
+        ("egress-tcp", dict(ip_protocol="tcp", from_port=0, to_port=65535, cidr_ipv4=ANYWHERE,
+                            description="TCP to anywhere (packages, S3, SageMaker)")),
+        ("egress-self", dict(ip_protocol="-1", referenced_security_group_id=group.id,
+                             description="All traffic within the group")),
+    ]
+    for role, rule in ingress:
+        aws.vpc.SecurityGroupIngressRule(f"{name}-{role}", security_group_id=group.id, **rule, opts=opts)
+    for role, rule in egress:
+        aws.vpc.SecurityGroupEgressRule(f"{name}-{role}", security_group_id=group.id, **rule, opts=opts)
+    return group.id

@@ -1,0 +1,258 @@
+"""Run the Pulumi program offline: Pulumi mocks stand in for the engine and AWS.
+
+Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
+records every resource registration with the options a reviewer cares about
+(parent, retain-on-delete, ignore-changes, dependencies); :class:`AccountMocks`
+answers the invokes (partition, region, instance type, SSM parameter) and fills
+in the values that only AWS knows after deploy.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import re
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from desktop.config import PROJECT, PROJECT_DIR
+
+ACCOUNT_ID = "123456789012"
+# Graviton families have a "g" right after the generation (g5g, c7gn, x2gd, im4gn), or are a1.
+GRAVITON_FAMILY = re.compile(r"[a-z]+\d+g|a1$")
+
+PARTITION_DNS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict
+    retain_on_delete: bool
+    protect: bool
+    ignore_changes: list[str]
+    dependencies: list[str]
+    state: dict = field(default_factory=dict)
+
+
+@dataclass
+class Invocation:
+    token: str
+    args: dict
+
+
+def _placeholder(what: str) -> str:
+    return f"<{what}, known after deploy>"
+
+
+class AccountMocks(pulumi.runtime.Mocks):
+    """A pretend AWS account: answers invokes and creates resources.
+
+    ``placeholders=True`` makes every value AWS would choose (ids, IPs, ARNs with
+    generated names, the newest AMI) a visible ``<..., known after deploy>`` text;
+    otherwise they are realistic fakes derived from the resource name.
+    """
+
+    def __init__(
+        self,
+        *,
+        partition: str = "aws",
+        region: str = "us-east-1",
+        placeholders: bool = False,
+        architectures: Optional[Callable[[str], list[str]]] = None,
+        ssm_parameters: Optional[dict[str, str]] = None,
+    ):
+        self.partition = partition
+        self.region = region
+        self.placeholders = placeholders
+        self.architectures = architectures or _architectures
+        self.ssm_parameters = ssm_parameters
+        self.invocations: list[Invocation] = []
+
+    # -- invokes -----------------------------------------------------------
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.invocations.append(Invocation(args.token, dict(args.args)))
+        token, given = args.token, args.args
+        if token == "aws:index/getPartition:getPartition":
+            return {"id": self.partition, "partition": self.partition,
+                    "dnsSuffix": PARTITION_DNS.get(self.partition, "amazonaws.com"),
+                    "reverseDnsPrefix": "com.amazonaws"}, []
+        if token == "aws:index/getRegion:getRegion":
+            return {"id": self.region, "region": self.region, "name": self.region,
+                    "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}, []
+        if token == "aws:ec2/getInstanceType:getInstanceType":
+            return {"id": given["instanceType"], "instanceType": given["instanceType"],
+                    "supportedArchitectures": self.architectures(given["instanceType"])}, []
+        if token == "aws:ssm/getParameter:getParameter":
+            name = given["name"]
+            if self.ssm_parameters is not None:
+                value = self.ssm_parameters[name]
+            elif self.placeholders:
+                value = _placeholder(f"newest AMI named by {name}")
+            else:
+                value = _fake("ami", name)
+            return {"id": name, "name": name, "value": value, "insecureValue": value, "type": "String",
+                    "arn": f"arn:{self.partition}:ssm:{self.region}::parameter{name}", "version": 1}, []
+        raise NotImplementedError(f"offline rendering has no answer for the invoke {token}")
+
+    # -- resources ---------------------------------------------------------
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        kind = args.typ.split(":")[-1]
+        make = (lambda what, prefix: _placeholder(what)) if self.placeholders else (
+            lambda what, prefix: _fake(prefix, args.name))
+        arn_base = f"arn:{self.partition}"
+        if args.typ == "aws:ec2/instance:Instance":
+            rid = make("instance id", "i")
+            public = args.inputs.get("associatePublicIpAddress")
+            state.update(
+                arn=f"{arn_base}:ec2:{self.region}:{ACCOUNT_ID}:instance/{rid}",
+                privateIp=_placeholder("private IP") if self.placeholders else "10.0.0.10",
+                publicIp=(_placeholder("public IP") if self.placeholders else "198.51.100.10") if public else "",
+            )
+        elif args.typ == "aws:ec2/securityGroup:SecurityGroup":
+            rid = make(f"security group id of {args.name}", "sg")
+        elif args.typ == "aws:efs/fileSystem:FileSystem":
+            rid = make("EFS file system id", "fs")
+            state["dnsName"] = f"{rid}.efs.{self.region}.{PARTITION_DNS.get(self.partition)}"
+        elif args.typ == "aws:efs/mountTarget:MountTarget":
+            rid = make("mount target id", "fsmt")
+        elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            generated = args.inputs.get("name") or (
+                _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
+            rid = generated
+            path = "role" if kind == "Role" else "instance-profile"
+            state.update(name=generated, arn=f"{arn_base}:iam::{ACCOUNT_ID}:{path}/{generated}")
+        else:
+            rid = make(f"{kind} id", "id")
+        return rid, state
+
+
+def _fake(prefix: str, name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:17]
+    return f"{prefix}-{digest}"
+
+
+def _architectures(instance_type: str) -> list[str]:
+    """What EC2 says for a type: arm64 for Graviton families (``g`` after the generation)."""
+    family = instance_type.split(".")[0]
+    return ["arm64"] if GRAVITON_FAMILY.match(family) else ["x86_64", "i386"]
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that records every registration with its options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(Registration(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+                retain_on_delete=request.retainOnDelete if request.HasField("retainOnDelete") else False,
+                protect=request.protect if request.HasField("protect") else False,
+                ignore_changes=list(request.ignoreChanges),
+                dependencies=list(request.dependencies),
+                state=self.resources[response.urn].state if response.urn in self.resources else {},
+            ))
+        return response
+
+
+class _LogRecorder(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.records: list[tuple[str, str]] = []
+
+    def emit(self, record):
+        self.records.append((record.levelname.lower(), record.getMessage()))
+
+
+@dataclass
+class Rendering:
+    """What the program did offline: resources, invokes, outputs, log lines."""
+
+    registrations: list[Registration]
+    invocations: list[Invocation]
+    outputs: dict[str, Any]
+    logs: list[tuple[str, str]]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [message for level, message in self.logs if level == "warning"]
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        (found,) = [r for r in self.registrations if r.name == name]
+        return found
+
+
+def run(
+    program: Callable[[], Any],
+    *,
+    config: dict[str, Any],
+    stack: str = "dev",
+    mocks: Optional[AccountMocks] = None,
+) -> Rendering:
+    """Run ``program`` under mocks with ``config`` (keys like ``deep-learning-desktop:s3Bucket``).
+
+    Each call runs in a fresh context, so runs never see each other's resources.
+    Exceptions of the program (a ``ConfigError`` above all) propagate.
+    """
+    region = config.get("aws:region") or "us-east-1"
+    mocks = mocks or AccountMocks(region=region)
+    return contextvars.Context().run(_run, program, config, stack, mocks)
+
+
+def _run(program, config, stack, mocks) -> Rendering:
+    monitor = RecordingMonitor(mocks)
+    recorder = _LogRecorder()
+    logger = logging.getLogger(f"deep-learning-desktop.offline.{id(recorder)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(recorder)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
+    set_all_config({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
+                    if v is not None})
+    root = get_root_resource()
+    _sync_await(run_pulumi_func(program))
+    outputs = {}
+    if getattr(root, "outputs", None):
+        outputs = _sync_await(pulumi.Output.all(**root.outputs).future()) or {}
+    logger.removeHandler(recorder)
+    return Rendering(monitor.registrations, mocks.invocations, dict(outputs), recorder.records)
+
+
+MAIN = PROJECT_DIR / "__main__.py"
+
+
+def run_program(
+    config: dict[str, Any], *, stack: str = "dev", mocks: Optional[AccountMocks] = None,
+    main: Path = MAIN,
+) -> Rendering:
+    """Run the real ``__main__.py`` offline."""
+    return run(lambda: runpy.run_path(str(main), run_name="__main__"), config=config, stack=stack, mocks=mocks)

@@ -1,0 +1,253 @@
+"""The desktop component under Pulumi mocks: resources, properties, options, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+from parliament import analyze_policy_string
+
+from conftest import GOOD
+from desktop import DeepLearningDesktop, DesktopArgs, offline
+from desktop.component import TYPE
+from desktop.config import parse
+
+SG = "aws:ec2/securityGroup:SecurityGroup"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+EFS = "aws:efs/fileSystem:FileSystem"
+MOUNT_TARGET = "aws:efs/mountTarget:MountTarget"
+INSTANCE = "aws:ec2/instance:Instance"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+GET_PARAMETER = "aws:ssm/getParameter:getParameter"
+
+
+def instance_of(rendering):
+    (instance,) = rendering.of_type(INSTANCE)
+    return instance
+
+
+def desktop_rules(rendering, name="test"):
+    sg_urn = rendering.named(f"{name}-sg")
+    sg_id = sg_urn.state.get("id") or None
+    return [r for r in rendering.of_type(INGRESS) + rendering.of_type(EGRESS) if r.name != f"{name}-efs-nfs"], sg_id
+
+
+def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(run_main):
+    r = run_main()
+    sg_id = r.outputs["DesktopSecurityGroup"]
+    sg = r.named("test-sg")
+    assert sg.inputs["vpcId"] == GOOD["vpcId"] and sg.inputs["tags"] == {"Name": "test"}
+    rules = {}
+    for rule in r.of_type(INGRESS) + r.of_type(EGRESS):
+        if rule.name == "test-efs-nfs":
+            continue
+        i = rule.inputs
+        assert i["securityGroupId"] == sg_id
+        direction = "in" if rule.type == INGRESS else "out"
+        peer = i.get("cidrIpv4") or ("self" if i.get("referencedSecurityGroupId") == sg_id else "?")
+        rules[(direction, i["ipProtocol"], i.get("fromPort"), i.get("toPort"), peer)] = i.get("description")
+    cidr = GOOD["accessCidr"]
+    assert rules == {
+        ("in", "tcp", 22, 22, cidr): "SSH",
+        ("in", "tcp", 8443, 8443, cidr): "DCV",
+        ("in", "udp", 8443, 8443, cidr): "DCV QUIC",
+        ("in", "-1", None, None, "self"): rules[("in", "-1", None, None, "self")],
+        ("out", "tcp", 0, 65535, "0.0.0.0/0"): rules[("out", "tcp", 0, 65535, "0.0.0.0/0")],
+        ("out", "-1", None, None, "self"): rules[("out", "-1", None, None, "self")],
+    }
+    assert instance_of(r).inputs["vpcSecurityGroupIds"] == [sg_id]
+
+
+def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mount_target(run_main):
+    r = run_main()
+    (efs,) = r.of_type(EFS)
+    assert efs.inputs["encrypted"] is True and efs.inputs["performanceMode"] == "generalPurpose"
+    assert efs.inputs["tags"] == {"Name": "test"}
+    assert efs.retain_on_delete is True
+    (target,) = r.of_type(MOUNT_TARGET)
+    assert target.inputs["subnetId"] == GOOD["subnetId"]
+    assert target.inputs["fileSystemId"] == r.outputs["EFSFileSystemId"]
+    (nfs_group,) = target.inputs["securityGroups"]
+    nfs = r.named("test-efs-nfs").inputs
+    assert nfs["securityGroupId"] == nfs_group
+    assert (nfs["ipProtocol"], nfs["fromPort"], nfs["toPort"]) == ("tcp", 2049, 2049)
+    assert nfs["referencedSecurityGroupId"] == r.outputs["DesktopSecurityGroup"]
+    # The desktop boots after its mount target exists, so the first mount can succeed.
+    assert target.urn in instance_of(r).dependencies
+    assert not any(reg.retain_on_delete for reg in r.registrations if reg.type != EFS)
+
+
+def test_given_security_group_creates_no_desktop_group(run_main):
+    r = run_main(securityGroupId="sg-0fedcba9876543210")
+    assert [g.name for g in r.of_type(SG)] == ["test-efs-sg"]
+    assert {rule.name for rule in r.of_type(INGRESS) + r.of_type(EGRESS)} == {"test-efs-nfs"}
+    assert instance_of(r).inputs["vpcSecurityGroupIds"] == ["sg-0fedcba9876543210"]
+    assert r.named("test-efs-nfs").inputs["referencedSecurityGroupId"] == "sg-0fedcba9876543210"
+    assert r.outputs["DesktopSecurityGroup"] == "sg-0fedcba9876543210"
+
+
+def test_given_efs_creates_no_file_system_nor_mount_target(run_main):
+    r = run_main(efsFileSystemId="fs-0123456789abcdef0")
+    assert r.of_type(EFS) == [] and r.of_type(MOUNT_TARGET) == []
+    assert [g.name for g in r.of_type(SG)] == ["test-sg"]
+    assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
+    assert "fs-0123456789abcdef0" in instance_of(r).inputs["userData"]
+    assert instance_of(r).dependencies == [d for d in instance_of(r).dependencies if "MountTarget" not in d]
+
+
+def test_both_given_creates_no_network_or_storage_resources(run_main):
+    r = run_main(securityGroupId="sg-0fedcba9876543210", efsFileSystemId="fs-0123456789abcdef0")
+    types = {reg.type for reg in r.registrations}
+    assert not types & {SG, INGRESS, EGRESS, EFS, MOUNT_TARGET}
+    assert r.outputs["DesktopSecurityGroup"] == "sg-0fedcba9876543210"
+    assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
+
+
+def test_no_public_ip_uses_the_private_address_everywhere(run_main):
+    r = run_main(publicIp="false")
+    assert instance_of(r).inputs["associatePublicIpAddress"] is False
+    private = r.outputs["PrivateIp"]
+    assert r.outputs["DcvUrl"] == f"https://{private}:8443"
+    assert r.outputs["SshCommand"].endswith(f"ubuntu@{private}")
+    assert not r.outputs["PublicIp"]
+
+
+def test_instance_has_every_property_of_the_spec(run_main):
+    r = run_main(instanceType="p4d.24xlarge", ebsVolumeSize="1000", ebsVolumeType="gp2", ebsOptimized="false")
+    i = instance_of(r).inputs
+    assert i["instanceType"] == "p4d.24xlarge" and i["ebsOptimized"] is False
+    assert i["keyName"] == GOOD["keyName"] and i["subnetId"] == GOOD["subnetId"]
+    assert i["associatePublicIpAddress"] is True
+    assert i["rootBlockDevice"] == {"volumeSize": 1000, "volumeType": "gp2", "encrypted": True,
+                                    "deleteOnTermination": True}
+    assert i["metadataOptions"]["httpTokens"] == "required"
+    assert i["metadataOptions"]["httpEndpoint"] == "enabled"
+    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop"}
+    assert i["iamInstanceProfile"] == r.named("test-profile").state["name"]
+    assert i["userDataReplaceOnChange"] is False
+    assert i["userData"].startswith("Content-Type: multipart/mixed") or "multipart/mixed" in i["userData"][:300]
+
+
+def test_ami_from_ssm_follows_the_architecture_and_is_ignored_for_changes(run_main):
+    x86 = run_main()
+    arm = run_main(instanceType="g5g.xlarge")
+    names = [[inv.args["name"] for inv in r.invocations if inv.token == GET_PARAMETER] for r in (x86, arm)]
+    assert names[0] == ["/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"]
+    assert names[1] == ["/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"]
+    for r in (x86, arm):
+        assert "ami" in instance_of(r).ignore_changes
+        assert instance_of(r).inputs["ami"] == r.outputs["AmiId"]
+        assert r.outputs["AmiSource"] == "ssm:" + [
+            inv.args["name"] for inv in r.invocations if inv.token == GET_PARAMETER][0]
+
+
+def test_ssm_value_reaches_the_instance(run_main):
+    param = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    mocks = offline.AccountMocks(ssm_parameters={param: "ami-0aaaaaaaaaaaaaaaa"})
+    assert instance_of(run_main(mocks=mocks)).inputs["ami"] == "ami-0aaaaaaaaaaaaaaaa"
+
+
+def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(run_main):
+    r = run_main(amiId="ami-0123456789abcdef0")
+    assert not [inv for inv in r.invocations if inv.token in (GET_PARAMETER, "aws:ec2/getInstanceType:getInstanceType")]
+    assert instance_of(r).inputs["ami"] == "ami-0123456789abcdef0"
+    assert "ami" not in instance_of(r).ignore_changes
+    assert r.outputs["AmiSource"] == "amiId"
+
+
+def test_inputs_that_would_replace_the_instance_are_kept(run_main):
+    ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
+    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress"}
+
+
+class _DeployedElsewhere(offline.AccountMocks):
+    """An account whose instance was created earlier in another subnet with another key."""
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        if args.typ == INSTANCE:
+            state.update(subnetId="subnet-0aaaaaaaaaaaaaaaa", keyName="old-key")
+        return rid, state
+
+
+def test_a_kept_value_that_differs_from_the_config_is_warned_about(run_main):
+    r = run_main(mocks=_DeployedElsewhere())
+    kept = [w for w in r.warnings if "pulumi up --replace" in w]
+    assert len(kept) == 2
+    assert any("subnetId" in w and "subnet-0aaaaaaaaaaaaaaaa" in w for w in kept)
+    assert any("keyName" in w and "old-key" in w for w in kept)
+    assert not [w for w in run_main().warnings if "pulumi up --replace" in w]
+
+
+def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
+    r = run_main()
+    trust = json.loads(r.named("test-role").inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert sorted(statement["Principal"]["Service"]) == ["ec2.amazonaws.com", "sagemaker.amazonaws.com"]
+    assert statement["Action"] == "sts:AssumeRole"
+    attachment = r.named("test-sagemaker").inputs
+    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in r.of_type(ROLE_POLICY)}
+    assert set(policies) == {"s3-read-write", "dcv-license-s3"}
+    resources = {res for s in policies["s3-read-write"]["Statement"] for res in [s["Resource"]]}
+    assert resources == {"arn:aws:s3:::my-dl-data", "arn:aws:s3:::my-dl-data/*"}
+    actions = {a for s in policies["s3-read-write"]["Statement"] for a in s["Action"]}
+    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= actions
+    assert not any("*" in a for a in actions)
+    (dcv,) = policies["dcv-license-s3"]["Statement"]
+    assert dcv["Action"] == "s3:GetObject" and dcv["Resource"] == "arn:aws:s3:::dcv-license.us-west-2/*"
+    for policy in policies.values():
+        findings = analyze_policy_string(json.dumps(policy)).findings
+        assert findings == [], [str(f) for f in findings]
+    profile = r.named("test-profile").inputs
+    assert profile["role"] == r.named("test-role").state["name"]
+    assert r.outputs["DesktopRole"] == r.named("test-role").state["arn"]
+
+
+def test_china_partition_builds_every_arn_from_the_partition(run_main):
+    r = run_main(mocks=offline.AccountMocks(partition="aws-cn", region="cn-north-1"), region="cn-north-1")
+    text = json.dumps([reg.inputs for reg in r.registrations]) + json.dumps(r.outputs)
+    assert "arn:aws-cn:" in text
+    assert "arn:aws:" not in text
+    trust = json.loads(r.named("test-role").inputs["assumeRolePolicy"])
+    assert "ec2.amazonaws.com.cn" in trust["Statement"][0]["Principal"]["Service"]
+    assert "fs-" in instance_of(r).inputs["userData"] and "amazonaws.com.cn" in instance_of(r).inputs["userData"]
+
+
+def test_every_child_is_parented_to_the_component(run_main):
+    r = run_main()
+    (component,) = [reg for reg in r.registrations if reg.type == TYPE]
+    children = [reg for reg in r.registrations if reg is not component]
+    assert len(children) >= 17
+    assert all(child.parent == component.urn for child in children)
+    assert all(child.name.startswith("test-") for child in children)
+
+
+def test_open_cidr_warning_reaches_the_person(run_main):
+    r = run_main(accessCidr="0.0.0.0/0")
+    assert any("0.0.0.0/0" in w for w in r.warnings)
+    assert not any("0.0.0.0/0" in w for w in run_main().warnings)
+
+
+def test_two_desktops_in_one_program_do_not_clash():
+    alice = parse({**GOOD, "keyName": "alice"}).args
+    bob = parse({**GOOD, "keyName": "bob", "instanceType": "g5g.2xlarge"}).args
+    results = {}
+
+    def program():
+        for name, args in (("alice", alice), ("bob", bob)):
+            results[name] = DeepLearningDesktop(name, args).dcv_url
+
+    r = offline.run(program, config={"aws:region": "us-east-1"})
+    names = [reg.name for reg in r.registrations]
+    assert len(names) == len(set(names))
+    components = {reg.name: reg.urn for reg in r.registrations if reg.type == TYPE}
+    assert set(components) == {"alice", "bob"}
+    for reg in r.registrations:
+        if reg.type != TYPE:
+            assert reg.parent == components[reg.name.split("-")[0]]
+    instances = {reg.name: reg.inputs for reg in r.of_type(INSTANCE)}
+    assert instances["alice-instance"]["keyName"] == "alice"
+    assert instances["bob-instance"]["instanceType"] == "g5g.2xlarge"

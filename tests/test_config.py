@@ -1,0 +1,154 @@
+"""Config validation: every rule of the spec's input table, reported all at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from conftest import GOOD, ROOT
+from desktop import config
+from desktop.config import ConfigError, DesktopArgs, parse
+
+BAD = [
+    ("s3Bucket", "ab"), ("s3Bucket", "My-Bucket"), ("s3Bucket", "a" * 64), ("s3Bucket", "bucket_name"),
+    ("s3Bucket", "-bucket"), ("s3Bucket", "my..bucket"), ("s3Bucket", "192.168.1.1"),
+    ("amiId", "ami-123"), ("amiId", "ami-0123456789ABCDEF0"), ("amiId", "img-12345678"),
+    ("amiSsmParameter", "aws/service/x"), ("amiSsmParameter", "/has space"),
+    ("vpcId", "vpc-1234567"), ("vpcId", "subnet-12345678"), ("vpcId", "vpc-123456789"),
+    ("subnetId", "subnet-xyz12345"), ("subnetId", "vpc-12345678"),
+    ("publicIp", "yes"), ("publicIp", "1"),
+    ("ebsVolumeSize", "199"), ("ebsVolumeSize", "16385"), ("ebsVolumeSize", "200.5"),
+    ("ebsVolumeSize", "lots"), ("ebsVolumeSize", "-300"),
+    ("ebsVolumeType", "io2"), ("ebsVolumeType", "GP3"),
+    ("efsFileSystemId", "fs-12"), ("efsFileSystemId", "efs-12345678"),
+    ("efsMountPath", "relative/path"), ("efsMountPath", "/"), ("efsMountPath", "/home/ubuntu/my efs"),
+    ("efsMountPath", "/home/../etc"), ("efsMountPath", "/home/ubuntu/efs/"), ("efsMountPath", "/a//b"),
+    ("efsMountPath", "/" + "a" * 300), ("efsMountPath", "/home/$(reboot)"),
+    ("securityGroupId", "sg-12"), ("securityGroupId", "group-12345678"),
+    ("keyName", "a" * 256), ("keyName", "key\u00e9"), ("keyName", "key\nname"),
+    ("instanceType", "g4dn"), ("instanceType", "G4DN.XLARGE"), ("instanceType", "g4dn.xlarge.extra"),
+    ("accessCidr", "1.2.3.4"), ("accessCidr", "1.2.3.4/33"), ("accessCidr", "300.1.1.1/32"),
+    ("accessCidr", "::/0"), ("accessCidr", "my-ip"),
+    ("ebsOptimized", "maybe"),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD)
+def test_bad_value_names_the_key_value_and_expected_form(key, value):
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, key: value})
+    (problem,) = caught.value.problems
+    assert problem.key == key and problem.value == value
+    line = str(caught.value).splitlines()[1]
+    assert line.lstrip(" -").startswith(f"{key}: {value!r}")
+    assert config.SETTINGS_BY_KEY[key].expected in line
+
+
+def test_every_key_has_a_bad_value_in_the_table():
+    assert {key for key, _ in BAD} == set(config.SETTINGS_BY_KEY)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        parse({"ebsVolumeSize": "10", "ebsVolumeType": "st1", "unknownKey": "x"})
+    keys = [p.key for p in caught.value.problems]
+    assert set(keys) == set(config.REQUIRED_KEYS) | {"ebsVolumeSize", "ebsVolumeType", "unknownKey"}
+    assert len(str(caught.value).splitlines()) == len(keys) + 1
+    assert "pulumi config set s3Bucket" in str(caught.value)
+
+
+def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback():
+    import pulumi
+
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_defaults_apply_when_keys_are_unset_or_empty():
+    args = parse({**GOOD, "efsFileSystemId": "", "securityGroupId": "", "amiId": ""}).args
+    fields = {f.name: f.default for f in dataclasses.fields(DesktopArgs)}
+    assert args.ebs_volume_size == fields["ebs_volume_size"] == 200
+    assert args.instance_type == "g4dn.xlarge" and args.public_ip is True and args.ebs_optimized is True
+    assert args.efs_file_system_id is None and args.security_group_id is None and args.ami_id is None
+
+
+@pytest.mark.parametrize("raw,expected", [("false", False), ("False", False), ("TRUE", True), (False, False)])
+def test_booleans_parse_and_false_is_not_replaced_by_the_default(raw, expected):
+    assert parse({**GOOD, "publicIp": raw, "ebsOptimized": raw}).args.public_ip is expected
+
+
+def test_integer_edges():
+    assert parse({**GOOD, "ebsVolumeSize": "200"}).args.ebs_volume_size == 200
+    assert parse({**GOOD, "ebsVolumeSize": 16384}).args.ebs_volume_size == 16384
+
+
+def test_open_cidr_is_accepted_with_a_warning():
+    parsed = parse({**GOOD, "accessCidr": "0.0.0.0/0"})
+    assert parsed.args.access_cidr == "0.0.0.0/0"
+    assert len(parsed.warnings) == 1 and "0.0.0.0/0" in parsed.warnings[0]
+
+
+def test_cidr_with_host_bits_is_normalised_and_said_so():
+    parsed = parse({**GOOD, "accessCidr": "198.51.100.77/24"})
+    assert parsed.args.access_cidr == "198.51.100.0/24"
+    assert any("198.51.100.0/24" in w for w in parsed.warnings)
+    assert parse(GOOD).warnings == []
+
+
+def test_desktop_args_built_directly_are_validated_too():
+    with pytest.raises(ConfigError) as caught:
+        DesktopArgs(s3_bucket="x", vpc_id="vpc-1", subnet_id="subnet-12345678", key_name="k",
+                    access_cidr="10.0.0.0/8", ebs_volume_size=True)
+    assert {p.key for p in caught.value.problems} == {"s3Bucket", "vpcId", "ebsVolumeSize"}
+
+
+def test_desktop_args_are_frozen():
+    args = parse(GOOD).args
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        args.instance_type = "p5.48xlarge"
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(sorted(config.SETTINGS_BY_KEY)), value=st.text())
+def test_any_string_for_any_key_passes_or_raises_config_error(key, value):
+    try:
+        parsed = parse({**GOOD, key: value})
+    except ConfigError as error:
+        assert {p.key for p in error.problems} == {key}
+    else:
+        assert isinstance(parsed.args, DesktopArgs)
+
+
+def test_pulumi_yaml_schema_declares_every_key_with_its_type():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == config.PROJECT
+    schema = project["config"]
+    assert set(schema) == set(config.SETTINGS_BY_KEY)
+    for setting in config.SETTINGS:
+        assert schema[setting.key]["type"] == setting.kind
+        assert schema[setting.key]["description"]
+
+
+def test_dev_stack_file_is_valid_and_read_like_the_program_reads_it():
+    stack = config.read_stack("dev")
+    assert stack.region
+    parsed = stack.parse()
+    assert parsed.args.s3_bucket and parsed.warnings == []
+
+
+def test_reading_an_unknown_stack_says_how_to_create_it(tmp_path):
+    with pytest.raises(config.StackNotFound, match="pulumi stack init prod"):
+        config.read_stack("prod", tmp_path)
+
+
+def test_stack_file_values_typed_by_yaml_are_accepted(tmp_path):
+    (tmp_path / "Pulumi.t.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n"
+        + "".join(f"  deep-learning-desktop:{k}: {v}\n" for k, v in GOOD.items())
+        + "  deep-learning-desktop:publicIp: false\n  deep-learning-desktop:ebsVolumeSize: 500\n"
+    )
+    stack = config.read_stack("t", tmp_path)
+    args = stack.parse().args
+    assert stack.region == "eu-west-1" and args.public_ip is False and args.ebs_volume_size == 500
