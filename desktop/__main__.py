@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from desktop import plan
+from desktop import operate, plan, preflight
 from desktop.cli import CommandError
 from desktop.config import ConfigError, StackNotFound
 
-COMMANDS = (plan,)
+COMMANDS = (plan, preflight, operate)
 
 
 def build_parser() -> argparse.ArgumentParser:

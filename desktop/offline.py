@@ -9,6 +9,7 @@ in the values that only AWS knows after deploy.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import logging
@@ -41,6 +42,7 @@ class Registration:
     type: str
     name: str
     urn: str
+    id: str
     parent: str
     custom: bool
     inputs: dict
@@ -118,11 +120,12 @@ class AccountMocks(pulumi.runtime.Mocks):
         make = (lambda what, prefix: _placeholder(what)) if self.placeholders else (
             lambda what, prefix: _fake(prefix, args.name))
         arn_base = f"arn:{self.partition}"
+        account = _placeholder("account id") if self.placeholders else ACCOUNT_ID
         if args.typ == "aws:ec2/instance:Instance":
             rid = make("instance id", "i")
             public = args.inputs.get("associatePublicIpAddress")
             state.update(
-                arn=f"{arn_base}:ec2:{self.region}:{ACCOUNT_ID}:instance/{rid}",
+                arn=f"{arn_base}:ec2:{self.region}:{account}:instance/{rid}",
                 privateIp=_placeholder("private IP") if self.placeholders else "10.0.0.10",
                 publicIp=(_placeholder("public IP") if self.placeholders else "198.51.100.10") if public else "",
             )
@@ -138,7 +141,7 @@ class AccountMocks(pulumi.runtime.Mocks):
                 _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
             rid = generated
             path = "role" if kind == "Role" else "instance-profile"
-            state.update(name=generated, arn=f"{arn_base}:iam::{ACCOUNT_ID}:{path}/{generated}")
+            state.update(name=generated, arn=f"{arn_base}:iam::{account}:{path}/{generated}")
         else:
             rid = make(f"{kind} id", "id")
         return rid, state
@@ -169,6 +172,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 type=request.type,
                 name=request.name,
                 urn=response.urn,
+                id=response.id,
                 parent=request.parent,
                 custom=request.custom,
                 inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
@@ -225,7 +229,14 @@ def run(
     """
     region = config.get("aws:region") or "us-east-1"
     mocks = mocks or AccountMocks(region=region)
-    return contextvars.Context().run(_run, program, config, stack, mocks)
+    # A fresh event loop too, closed afterwards (a loop left open makes Python complain at exit).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return contextvars.Context().run(_run, program, config, stack, mocks)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def _run(program, config, stack, mocks) -> Rendering:

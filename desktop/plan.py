@@ -1,0 +1,215 @@
+"""``python -m desktop plan``: what ``pulumi up`` would create, rendered offline.
+
+The real ``__main__.py`` runs under Pulumi mocks (:mod:`desktop.offline`) with the
+stack's config, so the plan is the program's own doing, not a description of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import cloud_init
+from desktop import offline
+from desktop.config import read_stack
+from desktop.offline import Registration, Rendering
+
+AFTER_DEPLOY = "known after deploy"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="show what `pulumi up` would create, offline (no AWS account, no Pulumi CLI)",
+        description="Render the real Pulumi program under mocks with the stack's config and print "
+        "the resources, their key settings, the outputs and the warnings. Values AWS only "
+        f"chooses at deploy time are shown as <..., {AFTER_DEPLOY}>.",
+    )
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to use (default: dev)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="also write user-data.mime, cloud-config.yaml, boot-script.sh and plan.json to DIR")
+    parser.set_defaults(run=run)
+
+
+def partition_of(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def render(stack_name: str = "dev", project_dir: Optional[Path] = None) -> tuple[Rendering, str]:
+    """Render the stack offline; returns the rendering and the region used."""
+    stack = read_stack(stack_name, project_dir)
+    stack.parse()  # the program's own validation, plus unknown keys in the stack file
+    region = stack.region or "us-east-1"
+    mocks = offline.AccountMocks(placeholders=True, region=region, partition=partition_of(region))
+    config = {**stack.other, **{f"{offline.PROJECT}:{k}": v for k, v in stack.raw.items()}}
+    return offline.run_program(config, stack=stack_name, mocks=mocks), region
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    rendering, region = render(args.stack)
+    print(f"Offline rendering of stack {args.stack!r} (Pulumi.{args.stack}.yaml, region {region}), "
+          "made without AWS and without the Pulumi CLI.")
+    print(f"Values that only exist after deploy are shown as <..., {AFTER_DEPLOY}>.\n")
+    print("\n".join(tree_lines(rendering)))
+    print("\nOutputs:")
+    width = max(len(k) for k in rendering.outputs)
+    for key, value in rendering.outputs.items():
+        print(f"  {key:<{width}}  {value if value != '' else '(none)'}")
+    print("\nWarnings:" if rendering.warnings else "\nWarnings: none")
+    for warning in rendering.warnings:
+        print(f"  ! {warning}")
+    if args.out:
+        for path in write_out(rendering, args.out):
+            print(f"wrote {path}")
+    print(f"\n{len(rendering.registrations)} resources, {len(rendering.outputs)} outputs, "
+          f"rendered in {time.monotonic() - started:.1f} s.")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# The tree.
+
+def tree_lines(rendering: Rendering) -> list[str]:
+    """Resources as a tree by parent, each with the settings a reviewer checks."""
+    by_parent: dict[str, list[Registration]] = {}
+    for reg in sorted(rendering.registrations, key=_reading_order):
+        by_parent.setdefault(reg.parent, []).append(reg)
+    urns = {reg.urn for reg in rendering.registrations}
+    ids = {reg.id: reg.name for reg in rendering.registrations if reg.id}
+    lines = [f"Resources ({len(rendering.registrations)}):"]
+
+    def walk(reg: Registration, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(f"{prefix}{branch}{reg.name}  ({reg.type})")
+        child_prefix = prefix + ("" if top else ("   " if last else "│  "))
+        children = by_parent.get(reg.urn, [])
+        for detail in details(reg, ids):
+            lines.append(f"{child_prefix}{'│  ' if children else '   '}  {detail}")
+        for i, child in enumerate(children):
+            walk(child, child_prefix, i == len(children) - 1, False)
+
+    roots = [reg for reg in rendering.registrations if reg.parent not in urns]
+    for root in roots:
+        walk(root, "", True, True)
+    return lines
+
+
+def details(reg: Registration, ids: dict[str, str]) -> list[str]:
+    i = reg.inputs
+    kind = reg.type.split(":")[-1]
+    out: list[str] = []
+    if kind in ("SecurityGroupIngressRule", "SecurityGroupEgressRule"):
+        direction, word = ("ingress", "from") if kind.startswith("SecurityGroupIngress") else ("egress", "to")
+        protocol = "all traffic" if i.get("ipProtocol") == "-1" else i.get("ipProtocol")
+        low, high = (None if i.get(k) is None else int(i[k]) for k in ("fromPort", "toPort"))
+        ports = "" if low is None else (f" port {low}" if low == high else f" ports {low}-{high}")
+        peer = i.get("cidrIpv4") or _peer(i.get("referencedSecurityGroupId"), ids, reg)
+        out.append(f"{direction} {protocol}{ports} {word} {peer} ({i.get('description', '')}) "
+                   f"in {_name(i.get('securityGroupId'), ids)}")
+    elif kind == "SecurityGroup":
+        out.append(f"vpc {i.get('vpcId')}, tags {i.get('tags')}")
+    elif kind == "FileSystem":
+        out.append(f"encrypted {i.get('encrypted')}, performance mode {i.get('performanceMode')}, tags {i.get('tags')}")
+    elif kind == "MountTarget":
+        out.append(f"subnet {i.get('subnetId')}, security groups {[_name(g, ids) for g in i.get('securityGroups', [])]}")
+    elif kind == "Role":
+        trust = json.loads(i["assumeRolePolicy"])
+        principals = [p for s in trust["Statement"] for p in _as_list(s["Principal"]["Service"])]
+        out.append(f"trusted by {', '.join(principals)}")
+    elif kind == "RolePolicyAttachment":
+        out.append(f"managed policy {i.get('policyArn')}")
+    elif kind == "RolePolicy":
+        out.append(f"inline policy {i.get('name')!r}:")
+        for statement in json.loads(i["policy"])["Statement"]:
+            out.append(f"  {statement['Effect'].lower()} {', '.join(_as_list(statement['Action']))}"
+                       f" on {', '.join(_as_list(statement['Resource']))}")
+    elif kind == "InstanceProfile":
+        out.append(f"role {i.get('role')}")
+    elif kind == "Instance":
+        root = i.get("rootBlockDevice", {})
+        meta = i.get("metadataOptions", {})
+        out += [
+            f"type {i.get('instanceType')}, EBS-optimized {i.get('ebsOptimized')}, key pair {i.get('keyName')}",
+            f"AMI {i.get('ami')}",
+            f"root volume {root.get('volumeSize'):.0f} GiB {root.get('volumeType')}, encrypted "
+            f"{root.get('encrypted')}, deleted on termination {root.get('deleteOnTermination')}",
+            f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}",
+            f"subnet {i.get('subnetId')}, public IP {i.get('associatePublicIpAddress')}, "
+            f"security groups {[_name(g, ids) for g in i.get('vpcSecurityGroupIds', [])]}",
+            f"user data {len(i.get('userData', '').encode())} bytes (limit {cloud_init.USER_DATA_LIMIT})",
+            f"tags {i.get('tags')}",
+        ]
+    if reg.retain_on_delete:
+        out.append("kept on destroy and on replacement (retain_on_delete)")
+    if reg.ignore_changes:
+        out.append(f"changes ignored, so they never replace it: {', '.join(reg.ignore_changes)}")
+    return out
+
+
+# The architecture picture's order: network, storage, identity, instance.
+_ORDER = ("SecurityGroup", "SecurityGroupIngressRule", "SecurityGroupEgressRule", "FileSystem", "MountTarget",
+          "Role", "RolePolicyAttachment", "RolePolicy", "InstanceProfile", "Instance")
+
+
+def _reading_order(reg: Registration) -> tuple:
+    kind = reg.type.split(":")[-1]
+    rank = _ORDER.index(kind) if kind in _ORDER else -1
+    storage = reg.type.startswith("aws:efs/") or "-efs-" in reg.name
+    return (2 if rank > 4 else 1 if storage else 0, rank, reg.name)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _name(resource_id: Optional[str], ids: dict[str, str]) -> str:
+    if resource_id in ids:
+        return ids[resource_id]
+    return str(resource_id)
+
+
+def _peer(group_id: Optional[str], ids: dict[str, str], reg: Registration) -> str:
+    if group_id == reg.inputs.get("securityGroupId"):
+        return "the group itself"
+    return f"the group {_name(group_id, ids)}"
+
+
+# ---------------------------------------------------------------------------
+# Files for review or diffing in CI.
+
+def write_out(rendering: Rendering, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    (instance,) = rendering.of_type("aws:ec2/instance:Instance")
+    user_data = instance.inputs["userData"]
+    cloud_config, script = cloud_init.split_parts(user_data)
+    for name, text in (("user-data.mime", user_data), ("cloud-config.yaml", cloud_config),
+                       ("boot-script.sh", script), ("plan.json", json.dumps(plan_document(rendering), indent=2,
+                                                                             default=str) + "\n")):
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def plan_document(rendering: Rendering) -> dict:
+    return {
+        "resources": [
+            {
+                "type": reg.type, "name": reg.name, "parent": reg.parent,
+                "retainOnDelete": reg.retain_on_delete, "ignoreChanges": reg.ignore_changes,
+                "inputs": {k: v for k, v in reg.inputs.items() if k != "userData"},
+            }
+            for reg in rendering.registrations
+        ],
+        "outputs": rendering.outputs,
+        "warnings": rendering.warnings,
+    }

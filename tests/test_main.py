@@ -1,0 +1,52 @@
+"""The real __main__.py under mocks: exports, and a bad config stopping everything."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import GOOD
+from desktop import offline
+from desktop.config import ConfigError
+
+SAMPLE_OUTPUTS = {"DesktopInstanceId", "DesktopRole", "DesktopSecurityGroup", "EFSFileSystemId"}
+
+
+def test_main_exports_the_sample_outputs_and_the_extras_with_their_values(run_main):
+    param = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    mocks = offline.AccountMocks(region="eu-central-1", ssm_parameters={param: "ami-0bbbbbbbbbbbbbbbb"})
+    r = run_main(mocks=mocks, region="eu-central-1", efsMountPath="/data/efs")
+    instance = r.named("test-instance")
+    role = r.named("test-role")
+    assert SAMPLE_OUTPUTS <= set(r.outputs)
+    assert r.outputs["DesktopInstanceId"] == instance.id and instance.id.startswith("i-")
+    assert r.outputs["DesktopRole"] == role.state["arn"]
+    assert r.outputs["DesktopRole"].startswith("arn:aws:iam::")
+    assert r.outputs["DesktopSecurityGroup"] == r.named("test-sg").id
+    assert r.outputs["EFSFileSystemId"] == r.named("test-efs").id
+    public, private = instance.state["publicIp"], instance.state["privateIp"]
+    assert (r.outputs["PublicIp"], r.outputs["PrivateIp"]) == (public, private)
+    assert r.outputs["DcvUrl"] == f"https://{public}:8443"
+    assert r.outputs["SshCommand"] == f"ssh -i ~/.ssh/{GOOD['keyName']}.pem ubuntu@{public}"
+    assert r.outputs["AmiId"] == "ami-0bbbbbbbbbbbbbbbb"
+    assert r.outputs["AmiSource"] == f"ssm:{param}"
+    assert r.outputs["EfsMountPath"] == "/data/efs"
+    assert r.warnings == []
+
+
+def test_bad_config_stops_before_any_resource_is_registered(run_main):
+    with pytest.raises(ConfigError) as caught:
+        run_main(s3Bucket="Not_A_Bucket", ebsVolumeSize="0", vpcId=None)
+    assert {p.key for p in caught.value.problems} == {"s3Bucket", "ebsVolumeSize", "vpcId"}
+
+
+def test_bad_config_registers_nothing():
+    registered = []
+
+    class Watching(offline.AccountMocks):
+        def new_resource(self, args):
+            registered.append(args.typ)
+            return super().new_resource(args)
+
+    with pytest.raises(ConfigError):
+        offline.run_program({"deep-learning-desktop:s3Bucket": "x"}, mocks=Watching())
+    assert registered == []
