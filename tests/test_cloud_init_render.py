@@ -1,0 +1,199 @@
+"""The user data from cloud_init.render: its MIME shape, cloud-config, quoting and size."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cloud_init import USER_DATA_LIMIT, UserDataTooLarge, render, split_parts  # noqa: E402
+from cloud_init.render import END_OF_VALUES, VARIABLES  # noqa: E402
+
+NORMAL = {
+    "region": "us-east-1",
+    "dns_suffix": "amazonaws.com",
+    "efs_file_system_id": "fs-0123456789abcdef0",
+    "efs_mount_path": "/home/ubuntu/efs",
+    "role_arn": "arn:aws:iam::123456789012:role/dev-desktop-role-0a1b2c3",
+    "security_group_id": "sg-0123456789abcdef0",
+    "subnet_id": "subnet-0123456789abcdef0",
+}
+
+# The longest values the stack config can produce: efsMountPath is capped at 255
+# characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long form.
+LONGEST = {
+    "region": "ap-southeast-7-longest-a",
+    "dns_suffix": "amazonaws.com.cn",
+    "efs_file_system_id": "fs-0123456789abcdef0",
+    "efs_mount_path": "/" + "m" * 254,
+    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + "r" * (2048 - 37),
+    "security_group_id": "sg-0123456789abcdef0",
+    "subnet_id": "subnet-0123456789abcdef0",
+}
+
+
+def _tool(name: str) -> str:
+    """The path of a required tool: the venv's bin first, then PATH. Missing = failure."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    assert found, f"{name} is required for this test (Debian package or pip); install it, do not skip"
+    return found
+
+
+def test_user_data_is_two_mime_parts_in_order():
+    message = email.message_from_string(render(**NORMAL))
+    assert message.get_content_type() == "multipart/mixed"
+    parts = message.get_payload()
+    assert [part.get_content_type() for part in parts] == ["text/cloud-config", "text/x-shellscript"]
+    cloud_config, script = split_parts(render(**NORMAL))
+    assert cloud_config.startswith("#cloud-config\n")
+    assert script.startswith("#!/bin/bash\n")
+
+
+def test_cloud_config_passes_cloud_init_schema(tmp_path):
+    cloud_config, _ = split_parts(render(**NORMAL))
+    path = tmp_path / "cloud-config.yaml"
+    path.write_text(cloud_config)
+    result = subprocess.run(
+        [_tool("cloud-init"), "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_cloud_init_schema_check_can_fail(tmp_path):
+    """The schema test above is not vacuous: the same tool rejects a broken list."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\ncloud_final_modules:\n  - {scripts-user: always}\n")
+    result = subprocess.run([_tool("cloud-init"), "schema", "--config-file", str(path)], capture_output=True)
+    assert result.returncode != 0
+
+
+def test_scripts_user_runs_always_and_usual_final_modules_stay():
+    cloud_config, _ = split_parts(render(**NORMAL))
+    modules = yaml.safe_load(cloud_config)["cloud_final_modules"]
+    entries = [entry if isinstance(entry, list) else [entry] for entry in modules]
+    assert ["scripts-user", "always"] in entries
+    names = [entry[0] for entry in entries]
+    assert names.count("scripts-user") == 1
+    for usual in ("scripts-per-boot", "scripts-per-instance", "keys-to-console", "final-message"):
+        assert usual in names
+
+
+@pytest.mark.parametrize("values", [NORMAL, LONGEST], ids=["normal", "longest"])
+def test_rendered_script_passes_shellcheck(tmp_path, values):
+    _, script = split_parts(render(**values))
+    path = tmp_path / "user-script.sh"
+    path.write_text(script)
+    result = subprocess.run([_tool("shellcheck"), str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_boot_script_source_passes_shellcheck():
+    result = subprocess.run(
+        [_tool("shellcheck"), str(ROOT / "cloud_init/boot.sh")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_values_are_assigned_at_the_top_of_the_script():
+    _, script = split_parts(render(**{**NORMAL, "region": "eu-west-1"}))
+    header = script.split(END_OF_VALUES)[0]
+    assert "REGION=eu-west-1\n" in header
+    assert script.index(END_OF_VALUES) < script.index("set -euo pipefail")
+    for variable in VARIABLES.values():
+        assert header.count(f"\n{variable}=") == 1
+
+
+def test_normal_user_data_size(capsys):
+    size = len(render(**NORMAL).encode())
+    with capsys.disabled():
+        print(f"\nuser data for a normal config: {size} bytes (limit {USER_DATA_LIMIT})")
+    assert size < USER_DATA_LIMIT
+
+
+def test_longest_legal_values_stay_under_the_limit():
+    user_data = render(**LONGEST)
+    assert len(user_data.encode()) <= USER_DATA_LIMIT
+    _, script = split_parts(user_data)
+    assert LONGEST["role_arn"] in script
+
+
+def test_oversize_user_data_raises_a_clear_error():
+    with pytest.raises(UserDataTooLarge) as raised:
+        render(**{**NORMAL, "role_arn": "arn:aws:iam::123456789012:role/" + "x" * 6000})
+    error = raised.value
+    assert isinstance(error, ValueError)
+    assert error.size > USER_DATA_LIMIT
+    assert f"{error.size:,}" in str(error)
+    assert "16,384" in str(error)
+
+
+def test_same_values_give_the_same_user_data():
+    """A random MIME boundary would stop and start the instance on every `pulumi up`."""
+    assert render(**NORMAL) == render(**NORMAL)
+    assert render(**NORMAL) != render(**{**NORMAL, "subnet_id": "subnet-0fedcba9876543210"})
+
+
+def test_nul_is_rejected():
+    with pytest.raises(ValueError, match="NUL"):
+        render(**{**NORMAL, "efs_mount_path": "/a\0b"})
+
+
+TRICKY = [
+    "'",
+    '"',
+    "$(touch executed)",
+    "`touch executed`",
+    "x'$(touch executed)'",
+    "a\nb",
+    "x'; echo pwned; '",
+    "\\",
+    "$HOME ${PATH} $1",
+    "\r\n--boundary\r\n",
+    "\n# --- end of rendered values ---\nrm -rf /\n",
+    "",
+    " leading and trailing ",
+    "ünïcødé ☃",
+    "-n",
+    "!!",
+]
+
+value_strategy = st.one_of(
+    st.sampled_from(TRICKY),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60),
+)
+
+
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.fixed_dictionaries({keyword: value_strategy for keyword in VARIABLES}))
+def test_any_value_reaches_the_script_as_exactly_that_string(tmp_path, values):
+    _, script = split_parts(render(**values))
+    # The real end marker is the last one: a value may contain the same text.
+    header = script[: script.rindex(f"\n{END_OF_VALUES}\n")]
+    path = tmp_path / "header.sh"
+    path.write_text(header)
+    marker = tmp_path / "executed"
+    variables = " ".join(f'"${variable}"' for variable in VARIABLES.values())
+    result = subprocess.run(
+        ["/bin/bash", "-c", f'. "$1"; printf "%s\\0" {variables}', "_", str(path)],
+        capture_output=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    got = result.stdout.decode("utf-8").split("\0")[:-1]
+    assert got == [values[keyword] for keyword in VARIABLES]
