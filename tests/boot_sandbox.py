@@ -8,7 +8,6 @@ say. Nothing here touches the network or the real system.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -13,30 +13,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from boot_sandbox import DEFAULT_VALUES as NORMAL
+from cloud_init import USER_DATA_LIMIT, UserDataTooLarge, render, split_parts
+from cloud_init.render import END_OF_VALUES, VARIABLES
+from conftest import ROOT
+from desktop.config import MOUNT_PATH_MAX
 
-from cloud_init import USER_DATA_LIMIT, UserDataTooLarge, render, split_parts  # noqa: E402
-from cloud_init.render import END_OF_VALUES, VARIABLES  # noqa: E402
-
-NORMAL = {
-    "region": "us-east-1",
-    "dns_suffix": "amazonaws.com",
-    "efs_file_system_id": "fs-0123456789abcdef0",
-    "efs_mount_path": "/home/ubuntu/efs",
-    "role_arn": "arn:aws:iam::123456789012:role/dev-desktop-role-0a1b2c3",
-    "security_group_id": "sg-0123456789abcdef0",
-    "subnet_id": "subnet-0123456789abcdef0",
-}
-
-# The longest values the stack config can produce: efsMountPath is capped at 255
-# characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long form.
+# The longest values the stack config can produce: efsMountPath is capped at
+# MOUNT_PATH_MAX characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long form.
 LONGEST = {
     "region": "ap-southeast-7-longest-a",
     "dns_suffix": "amazonaws.com.cn",
     "efs_file_system_id": "fs-0123456789abcdef0",
-    "efs_mount_path": "/" + "m" * 254,
+    "efs_mount_path": "/" + "m" * (MOUNT_PATH_MAX - 1),
     "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + "r" * (2048 - 37),
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pulumi
-import pytest
 from parliament import analyze_policy_string
 
 from conftest import GOOD
-from desktop import DeepLearningDesktop, DesktopArgs, offline
+from desktop import DeepLearningDesktop, offline
 from desktop.component import TYPE
 from desktop.config import parse
 
@@ -26,12 +24,6 @@ GET_PARAMETER = "aws:ssm/getParameter:getParameter"
 def instance_of(rendering):
     (instance,) = rendering.of_type(INSTANCE)
     return instance
-
-
-def desktop_rules(rendering, name="test"):
-    sg_urn = rendering.named(f"{name}-sg")
-    sg_id = sg_urn.state.get("id") or None
-    return [r for r in rendering.of_type(INGRESS) + rendering.of_type(EGRESS) if r.name != f"{name}-efs-nfs"], sg_id
 
 
 def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(run_main):

@@ -141,8 +141,9 @@ def test_readme_config_table_matches_the_code():
         assert row in readme, row
 
 
-def test_mocks_answer_graviton_types_as_arm64():
-    mocks = offline.AccountMocks()
-    assert offline._architectures("g5g.xlarge") == ["arm64"]
-    assert "x86_64" in offline._architectures("g6e.xlarge")
-    assert mocks.placeholders is False
+@pytest.mark.parametrize("instance_type,arch", [
+    ("g5g.xlarge", ["arm64"]), ("c7gn.large", ["arm64"]), ("a1.large", ["arm64"]),
+    ("g6e.xlarge", ["x86_64", "i386"]), ("g4dn.xlarge", ["x86_64", "i386"]), ("gr6.4xlarge", ["x86_64", "i386"]),
+])
+def test_offline_account_answers_graviton_types_as_arm64(instance_type, arch):
+    assert offline._architectures(instance_type) == arch
