@@ -8,7 +8,7 @@ import pulumi
 
 from desktop import identity, image, instance, network, storage
 from desktop.config import DesktopArgs
-from desktop.network import DCV_PORT
+from desktop.ports import DCV_PORT
 
 TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
 

@@ -6,9 +6,8 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.ports import DCV_PORT, SSH_PORT
 
-SSH_PORT = 22
-DCV_PORT = 8443
 ANYWHERE = "0.0.0.0/0"
 
 

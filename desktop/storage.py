@@ -9,8 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
-
-NFS_PORT = 2049
+from desktop.ports import NFS_PORT
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,391 @@
+"""``python -m desktop wait | connect | stop | start``: follow and use the desktop.
+
+The instance comes from ``pulumi stack output --json`` (``DesktopInstanceId``) when
+the Pulumi CLI is on PATH, or from ``--instance-id``. The region is the stack's
+``aws:region`` when its ``Pulumi.<stack>.yaml`` sets one, else AWS_REGION / the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional
+
+import botocore.exceptions
+
+from desktop import aws
+from desktop.cli import CommandError
+from desktop.config import PROJECT_DIR, StackNotFound, read_stack
+from desktop.ports import DCV_PORT
+
+USER = "ubuntu"
+READY = "ready"
+FAILED = "failed"  # the boot script's stage when it gives up: "failed: ..." or "failed during ..."
+STAGE_LINE = re.compile(r"deep-learning-desktop: *(?P<stage>[^\r\n]*?)\s*$", re.MULTILINE)
+# The kernel's first line on every boot: what precedes the last one is an older boot.
+KERNEL_BANNER = re.compile(r"^.*Linux version \S+", re.MULTILINE)
+
+# Injected by tests, so following a desktop takes no real time.
+_monotonic: Callable[[], float] = time.monotonic
+_sleep: Callable[[float], None] = time.sleep
+
+
+# ---------------------------------------------------------------------------
+# Durations: "30m", "90s", "1h", "1h30m"; a bare number is seconds.
+
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
+
+
+def duration(text: str) -> float:
+    """Seconds of a duration such as ``30m``, ``90s``, ``1h30m`` or ``45``."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; expected e.g. 30m, 90s, 1h30m")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+
+
+def elapsed(seconds: float) -> str:
+    """``12m05s``-style text of a number of seconds."""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+# ---------------------------------------------------------------------------
+# Which desktop, in which region.
+
+def _pulumi_outputs(stack: str, project_dir: Path) -> dict:
+    """``pulumi stack output --json`` of ``stack``."""
+    command = ["pulumi", "stack", "output", "--json", "--stack", stack]
+    try:
+        done = subprocess.run(command, cwd=project_dir, capture_output=True, text=True, timeout=120,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise CommandError(f"`{shlex.join(command)}` failed: {error}; pass --instance-id instead") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit code {done.returncode}"
+        raise CommandError(f"`{shlex.join(command)}` failed: {reason}")
+    try:
+        outputs = json.loads(done.stdout or "{}")
+    except json.JSONDecodeError:
+        raise CommandError(f"`{shlex.join(command)}` printed no JSON; pass --instance-id instead") from None
+    return outputs if isinstance(outputs, dict) else {}
+
+
+def instance_id(args: argparse.Namespace) -> str:
+    """The desktop's instance id: ``--instance-id``, else the stack's ``DesktopInstanceId``."""
+    if args.instance_id:
+        return args.instance_id
+    if shutil.which("pulumi") is None:
+        raise CommandError("which desktop? the Pulumi CLI is not on PATH: pass --instance-id i-... "
+                           "(the stack output DesktopInstanceId)")
+    outputs = _pulumi_outputs(args.stack, args.project_dir)
+    found = outputs.get("DesktopInstanceId")
+    if not found:
+        raise CommandError(f"stack {args.stack!r} has no output DesktopInstanceId: run `pulumi up` first, "
+                           "or pass --instance-id")
+    return str(found)
+
+
+def region_of(args: argparse.Namespace) -> Optional[str]:
+    """The stack's ``aws:region`` when its file sets one (a missing file is no error here)."""
+    try:
+        return read_stack(args.stack, args.project_dir).region
+    except StackNotFound:
+        return None
+
+
+class Desktop(NamedTuple):
+    """The instance and the AWS session that reaches it."""
+
+    aws: aws.Aws
+    instance_id: str
+
+    def ec2(self):
+        return self.aws.client("ec2")
+
+    def describe(self) -> dict:
+        try:
+            reservations = self.ec2().describe_instances(InstanceIds=[self.instance_id])["Reservations"]
+        except botocore.exceptions.ClientError as error:
+            if aws.code(error).startswith("InvalidInstanceID"):
+                raise CommandError(f"instance {self.instance_id} does not exist in {self.aws.region}: check "
+                                   "--instance-id, --stack and the region") from None
+            raise
+        instances = [i for r in reservations for i in r["Instances"]]
+        if not instances:
+            raise CommandError(f"instance {self.instance_id} does not exist in {self.aws.region}")
+        return instances[0]
+
+
+def desktop(args: argparse.Namespace) -> Desktop:
+    with aws.errors():
+        return Desktop(aws.Aws(region_of(args)), instance_id(args))
+
+
+# ---------------------------------------------------------------------------
+# wait
+
+def boot_stage(console: str) -> Optional[str]:
+    """The last ``deep-learning-desktop: <stage>`` of the current boot, if any.
+
+    Lines before the kernel's last banner belong to an earlier boot (the setup
+    reboot, or the boot before a stop): a ``ready`` there says nothing about now.
+    """
+    banners = list(KERNEL_BANNER.finditer(console))
+    current = console[banners[-1].end():] if banners else console
+    stages = [m.group("stage") for m in STAGE_LINE.finditer(current) if m.group("stage")]
+    if stages:
+        return stages[-1]
+    earlier = [m.group("stage") for m in STAGE_LINE.finditer(console) if m.group("stage")]
+    return "rebooting" if earlier else None
+
+
+def console_output(ec2, instance_id: str) -> str:
+    """The instance's serial console text (EC2 returns it base64-encoded)."""
+    try:
+        response = ec2.get_console_output(InstanceId=instance_id, Latest=True)
+    except botocore.exceptions.ClientError as error:
+        if aws.code(error) not in ("UnsupportedOperation", "InvalidParameterCombination"):
+            raise
+        response = ec2.get_console_output(InstanceId=instance_id)  # only Nitro has the latest output
+    encoded = response.get("Output") or ""
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return encoded  # already text (some emulators decode it for you)
+
+
+def status_checks(ec2, instance_id: str) -> str:
+    """``ok`` when both status checks passed, else their states, e.g. ``initializing``."""
+    statuses = ec2.describe_instance_status(InstanceIds=[instance_id], IncludeAllInstances=True)["InstanceStatuses"]
+    if not statuses:
+        return "not reported yet"
+    system = statuses[0].get("SystemStatus", {}).get("Status", "?")
+    instance = statuses[0].get("InstanceStatus", {}).get("Status", "?")
+    if system == instance == "ok":
+        return "ok"
+    return instance if system in ("ok", instance) else f"system {system}, instance {instance}"
+
+
+def follow(target: Desktop, timeout: float, poll: float, out=None) -> int:
+    """Follow the desktop until it is ready (0), or its boot fails or ``timeout`` seconds pass (1)."""
+    out = out or sys.stdout
+    ec2, iid = target.ec2(), target.instance_id
+    start = _monotonic()
+    shown = None
+    stage = None
+    while True:
+        now = _monotonic() - start
+        state = target.describe()["State"]["Name"]
+        if state in ("stopping", "stopped", "shutting-down", "terminated"):
+            raise CommandError(f"instance {iid} is {state}: it will not become ready"
+                               + (" (start it: `python -m desktop start --wait`)" if state in ("stopping", "stopped")
+                                  else ""))
+        checks = status_checks(ec2, iid) if state == "running" else None
+        if state == "running":
+            stage = boot_stage(console_output(ec2, iid)) or stage
+        line = f"instance {state}"
+        if checks:
+            line += f", status checks {'passed' if checks == 'ok' else checks}"
+        if stage:
+            line += f", boot stage: {stage}"
+        if line != shown:
+            print(f"[{elapsed(now):>7}] {line}", file=out, flush=True)
+            shown = line
+        if stage and stage.startswith(FAILED):
+            print(f"the boot failed after {elapsed(now)}: {stage}. Details: `ssh {USER}@<host> "
+                  "sudo cat /var/log/deep-learning-desktop.log`, or the console: "
+                  f"`aws ec2 get-console-output --instance-id {iid} --latest --output text "
+                  f"--region {target.aws.region}`", file=out)
+            return 1
+        if checks == "ok" and stage == READY:
+            print(f"desktop {iid} is ready after {elapsed(now)}: `python -m desktop connect`", file=out)
+            return 0
+        if now >= timeout:
+            print(f"timed out after {elapsed(now)}; last stage seen: {stage or 'none'} ({line}). "
+                  f"See the console: `aws ec2 get-console-output --instance-id {iid} --latest --output text "
+                  f"--region {target.aws.region}`", file=out)
+            return 1
+        _sleep(max(0.0, min(poll, timeout - now)))
+
+
+def _wait(args: argparse.Namespace) -> int:
+    target = desktop(args)
+    with aws.errors():
+        return follow(target, args.timeout, args.poll)
+
+
+# ---------------------------------------------------------------------------
+# connect
+
+def dcv_file(host: str, port: int = DCV_PORT, user: str = USER, transport: str = "websocket") -> str:
+    """A DCV connection file (``.dcv``) for the native client, as the DCV user guide documents it."""
+    return "\n".join([
+        "[version]",
+        "format=1.0",
+        "",
+        "[connect]",
+        f"host={host}",
+        f"port={port}",
+        f"user={user}",
+        "sessionid=console",  # the automatic console session the boot configures
+        f"transport={transport}",
+        "proxytype=SYSTEM",
+        # The server's certificate is self-signed: let the client ask instead of refusing.
+        "certificatevalidationpolicy=ask-user",
+        "",
+        "[options]",
+        "promptreconnect=true",
+        "",
+    ])
+
+
+def _connect(args: argparse.Namespace) -> int:
+    target = desktop(args)
+    with aws.errors():
+        instance = target.describe()
+    state = instance["State"]["Name"]
+    if state != "running":
+        raise CommandError(f"instance {target.instance_id} is {state}: start it first "
+                           "(`python -m desktop start --wait`)")
+    public = instance.get("PublicDnsName") or instance.get("PublicIpAddress")
+    host = public if public and not args.private else instance.get("PrivateIpAddress")
+    if not host:
+        raise CommandError(f"instance {target.instance_id} has no address yet: try again in a minute")
+    path = args.output or Path(f"{args.stack}-{target.instance_id}.dcv")
+    path.write_text(dcv_file(host, transport=args.transport))
+    key = instance.get("KeyName")
+    identity = f"-i ~/.ssh/{key}.pem " if key else ""
+    print(f"DCV address:     https://{host}:{DCV_PORT}  (a browser, or the DCV client)")
+    print(f"DCV connection:  {path}  (open it with the DCV client: `dcvviewer {path}`)")
+    print(f"SSH:             ssh {identity}{USER}@{host}")
+    print(f"First time only: set the password DCV asks for: `ssh {identity}{USER}@{host} sudo passwd {USER}`")
+    if not public:
+        print("The desktop has no public address: connect over your VPN or Direct Connect.")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# stop and start
+
+def _wait_for_state(target: Desktop, wanted: str, timeout: float, poll: float) -> int:
+    start = _monotonic()
+    while True:
+        state = target.describe()["State"]["Name"]
+        if state == wanted:
+            print(f"instance {target.instance_id} is {wanted} after {elapsed(_monotonic() - start)}")
+            return 0
+        if _monotonic() - start >= timeout:
+            print(f"timed out after {elapsed(_monotonic() - start)}; the instance is {state}")
+            return 1
+        _sleep(poll)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    target = desktop(args)
+    with aws.errors():
+        state = target.describe()["State"]["Name"]
+        if state in ("stopped", "stopping"):
+            print(f"instance {target.instance_id} is already {state}")
+        else:
+            target.ec2().stop_instances(InstanceIds=[target.instance_id])
+            print(f"stopping {target.instance_id}: the root volume and EFS keep your files; "
+                  "the public IP changes on the next start")
+        if args.wait:
+            return _wait_for_state(target, "stopped", args.timeout, args.poll)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    target = desktop(args)
+    with aws.errors():
+        state = target.describe()["State"]["Name"]
+        if state in ("running", "pending"):
+            print(f"instance {target.instance_id} is already {state}")
+        else:
+            target.ec2().start_instances(InstanceIds=[target.instance_id])
+            print(f"starting {target.instance_id}: EFS is mounted again at boot")
+        if args.wait:
+            return follow(target, args.timeout, args.poll)
+    print("follow it with `python -m desktop wait`, then `python -m desktop connect` (the address changed)")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# The parsers.
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", default="dev", metavar="NAME",
+                        help="Pulumi stack of the desktop: its outputs name the instance, its "
+                             "Pulumi.<NAME>.yaml the region (default: dev)")
+    parser.add_argument("--instance-id", metavar="ID",
+                        help="the desktop's instance id (the stack output DesktopInstanceId); "
+                             "needed when the Pulumi CLI is not on PATH")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, metavar="DIR",
+                        help="directory of Pulumi.yaml and the stack files (default: this project)")
+
+
+def _waiting(parser: argparse.ArgumentParser, timeout: str) -> None:
+    parser.add_argument("--timeout", type=duration, default=duration(timeout), metavar="DURATION",
+                        help=f"give up after this long, with exit code 1 (default: {timeout}; e.g. 45m, 1h)")
+    parser.add_argument("--poll", type=duration, default=duration("15s"), metavar="DURATION",
+                        help="time between two looks at the instance (default: 15s)")
+
+
+def register(subparsers) -> None:
+    """Add ``wait``, ``connect``, ``stop`` and ``start`` to the ``python -m desktop`` parser."""
+    common = "Honours AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL; the stack's aws:region wins over AWS_REGION."
+
+    wait = subparsers.add_parser(
+        "wait", help="follow the desktop until DCV is ready",
+        description="Follow the desktop after `pulumi up` or a start: instance running, status checks "
+                    "passed, then the boot stages it prints on the serial console (`deep-learning-desktop: "
+                    "<stage>`) until `ready`. Prints each change with the elapsed time. Exit 0 when ready, "
+                    "1 when the boot reports a failure or on timeout (with the last stage seen). " + common)
+    _common(wait)
+    _waiting(wait, "30m")
+    wait.set_defaults(run=_wait)
+
+    connect = subparsers.add_parser(
+        "connect", help="print the DCV address and SSH command, write a .dcv file",
+        description="Print the DCV address https://<host>:8443, write a .dcv connection file for the "
+                    "native DCV client, and print the SSH command and the one-time `sudo passwd ubuntu` "
+                    "step (DCV signs you in as ubuntu with that password). The address is read from EC2, "
+                    "so it is right after a stop and start. " + common)
+    _common(connect)
+    connect.add_argument("--output", type=Path, metavar="FILE",
+                         help="where to write the .dcv file (default: ./<stack>-<instance id>.dcv)")
+    connect.add_argument("--private", action="store_true",
+                         help="use the private IP (VPN or Direct Connect) even when there is a public one")
+    connect.add_argument("--transport", choices=("websocket", "quic"), default="websocket",
+                         help="DCV data transport in the .dcv file: websocket (TCP, default) or quic (UDP 8443)")
+    connect.set_defaults(run=_connect)
+
+    stop = subparsers.add_parser(
+        "stop", help="stop the desktop (files on the root volume and EFS stay)",
+        description="Stop the desktop's instance; compute billing stops, the root volume and EFS stay. "
+                    "With --wait, return once it is stopped. " + common)
+    _common(stop)
+    stop.add_argument("--wait", action="store_true", help="return once the instance is stopped")
+    _waiting(stop, "15m")
+    stop.set_defaults(run=_stop)
+
+    start = subparsers.add_parser(
+        "start", help="start the desktop again (EFS comes back by itself)",
+        description="Start the desktop's instance; the boot mounts EFS again. With --wait, follow it "
+                    "as `wait` does until DCV is ready. The public IP changes: run `connect` again. " + common)
+    _common(start)
+    start.add_argument("--wait", action="store_true", help="follow the boot until DCV is ready")
+    _waiting(start, "30m")
+    start.set_defaults(run=_start)

@@ -1,0 +1,510 @@
+"""``python -m desktop preflight``: check the AWS account against the stack's config
+before ``pulumi up``, so a mistake shows in seconds instead of after a failed launch.
+
+Each check prints one line, ``PASS``, ``WARN`` or ``FAIL``, saying what to do.
+Exit 0 when nothing failed, 1 when something did; 2 when the checks could not run
+(no credentials, unknown stack, bad config, access denied, throttling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple, Optional
+
+import botocore.exceptions
+
+from desktop import aws
+from desktop.config import OPEN_CIDR, PROJECT_DIR, DesktopArgs, read_stack
+from desktop.image import architecture_of, ssm_parameter_for
+from desktop.ports import DCV_PORT, SSH_PORT
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+
+
+class Result(NamedTuple):
+    """The outcome of one check: PASS, WARN or FAIL and a line for a person."""
+
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.status}  {self.text}"
+
+
+# ---------------------------------------------------------------------------
+# vCPU quotas of running On-Demand instances (Service Quotas, service "ec2"), by the
+# letters that start the instance family ("g" of g4dn, "inf" of inf2, "im" of im4gn).
+
+@dataclass(frozen=True)
+class Quota:
+    """A Service Quotas quota of EC2: its code and its name in the console."""
+
+    code: str
+    name: str
+
+
+_G = Quota("L-DB2E81BA", "Running On-Demand G and VT instances")
+_STANDARD = Quota("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
+
+QUOTAS: dict[str, Quota] = {
+    "g": _G, "gr": _G, "vt": _G,
+    "p": Quota("L-417A185B", "Running On-Demand P instances"),
+    "f": Quota("L-74FC7D96", "Running On-Demand F instances"),
+    "x": Quota("L-7295265B", "Running On-Demand X instances"),
+    "inf": Quota("L-1945791B", "Running On-Demand Inf instances"),
+    "trn": Quota("L-2C3B7624", "Running On-Demand Trn instances"),
+    "dl": Quota("L-6E869C2A", "Running On-Demand DL instances"),
+    **{letters: _STANDARD for letters in ("a", "c", "d", "h", "i", "m", "r", "t", "z", "im", "is")},
+}
+
+
+def quota_for(instance_type: str) -> Optional[Quota]:
+    """The vCPU quota an instance type counts against, or None when not known."""
+    letters = re.match(r"[a-z]*", instance_type).group(0)
+    return QUOTAS.get(letters)
+
+
+# ---------------------------------------------------------------------------
+# What the checks share: the clients and lookups more than one check needs.
+
+@dataclass
+class Account:
+    """The account as the checks see it; lookups are made once and kept."""
+
+    aws: aws.Aws
+    args: DesktopArgs
+    region_source: str
+    _cache: dict = field(default_factory=dict)
+
+    def ec2(self):
+        return self.aws.client("ec2")
+
+    def _once(self, key: str, fetch: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = fetch()
+        return self._cache[key]
+
+    def subnet(self) -> Optional[dict]:
+        """The subnet, or None when it does not exist."""
+        def fetch():
+            try:
+                return self.ec2().describe_subnets(SubnetIds=[self.args.subnet_id])["Subnets"][0]
+            except botocore.exceptions.ClientError as error:
+                if aws.code(error).startswith("InvalidSubnetID"):
+                    return None
+                raise
+        return self._once("subnet", fetch)
+
+    def instance_type(self) -> Optional[dict]:
+        """DescribeInstanceTypes of the configured type, or None when EC2 has no such type."""
+        def fetch():
+            try:
+                types = self.ec2().describe_instance_types(InstanceTypes=[self.args.instance_type])
+            except botocore.exceptions.ClientError as error:
+                if aws.code(error) in ("InvalidInstanceType", "InvalidParameterValue"):
+                    return None
+                raise
+            return (types.get("InstanceTypes") or [None])[0]
+        return self._once("instance_type", fetch)
+
+
+Check = Callable[[Account], Iterable[Result]]
+
+
+# ---------------------------------------------------------------------------
+# The checks, in the order they print.
+
+def check_credentials(account: Account) -> Iterable[Result]:
+    identity = account.aws.client("sts").get_caller_identity()
+    yield Result(PASS, f"credentials work: account {identity['Account']} as {identity['Arn']}; "
+                       f"region {account.aws.region} ({account.region_source})")
+
+
+def check_ami(account: Account) -> Iterable[Result]:
+    args, region = account.args, account.aws.region
+    info = account.instance_type()
+    supported = (info or {}).get("ProcessorInfo", {}).get("SupportedArchitectures")
+    architecture = architecture_of(supported) if info else None
+    if args.ami_id:
+        ami_id, source = args.ami_id, f"amiId {args.ami_id}"
+    else:
+        parameter = ssm_parameter_for(args.ami_ssm_parameter, architecture or "x86_64")
+        try:
+            ami_id = account.aws.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
+        except botocore.exceptions.ClientError as error:
+            if aws.code(error) not in ("ParameterNotFound", "ValidationException"):
+                raise
+            yield Result(FAIL, f"SSM parameter {parameter} does not exist in {region}: set amiSsmParameter "
+                               "to a Deep Learning AMI parameter "
+                               "(`aws ssm get-parameters-by-path --path /aws/service/deeplearning/ami "
+                               "--recursive`) or set amiId")
+            return
+        source = f"SSM parameter {parameter} -> {ami_id}"
+    images = []
+    try:
+        images = account.ec2().describe_images(ImageIds=[ami_id])["Images"]
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidAMIID"):
+            raise
+    if not images:
+        yield Result(FAIL, f"{source}: the AMI does not exist in {region} (AMI ids differ per region): "
+                           "unset amiId to use the SSM parameter, or pick an AMI of this region")
+        return
+    image = images[0]
+    if image.get("State") != "available":
+        yield Result(FAIL, f"{source}: the AMI is {image.get('State')}, not available: pick another AMI")
+        return
+    if architecture and supported and image.get("Architecture") not in supported:
+        yield Result(FAIL, f"{source}: the AMI is {image.get('Architecture')} but {args.instance_type} runs "
+                           f"{'/'.join(supported)}: pick an AMI of that architecture or another instanceType")
+        return
+    yield Result(PASS, f"AMI resolves: {source} ({image.get('Architecture')}, available)")
+
+
+def check_key_pair(account: Account) -> Iterable[Result]:
+    name, region = account.args.key_name, account.aws.region
+    try:
+        account.ec2().describe_key_pairs(KeyNames=[name])
+    except botocore.exceptions.ClientError as error:
+        if aws.code(error) != "InvalidKeyPair.NotFound":
+            raise
+        yield Result(FAIL, f"key pair {name!r} does not exist in {region}: create or import it "
+                           f"(`aws ec2 import-key-pair --key-name {name} --public-key-material "
+                           f"fileb://~/.ssh/id_ed25519.pub --region {region}`) or set keyName")
+        return
+    yield Result(PASS, f"key pair {name!r} exists")
+
+
+def check_bucket(account: Account) -> Iterable[Result]:
+    bucket, region = account.args.s3_bucket, account.aws.region
+    try:
+        response = account.aws.client("s3").head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as error:
+        status = str(error.response.get("Error", {}).get("Code", ""))
+        if status in ("404", "NoSuchBucket", "NotFound"):
+            yield Result(FAIL, f"S3 bucket {bucket!r} does not exist: create it "
+                               f"(`aws s3 mb s3://{bucket} --region {region}`) or set s3Bucket")
+            return
+        if status in ("403", "AccessDenied"):
+            yield Result(FAIL, f"S3 bucket {bucket!r} exists but is not reachable with these credentials (403): "
+                               "it belongs to another account or your identity may not list it; "
+                               "pick a bucket of this account")
+            return
+        raise
+    bucket_region = response.get("BucketRegion") or response.get("ResponseMetadata", {}).get(
+        "HTTPHeaders", {}).get("x-amz-bucket-region")
+    if bucket_region and bucket_region != region:
+        yield Result(WARN, f"S3 bucket {bucket!r} is in {bucket_region}, the desktop in {region}: "
+                           "transfers cross regions (slower, billed); a bucket in the same region is better")
+        return
+    yield Result(PASS, f"S3 bucket {bucket!r} exists and is reachable")
+
+
+def check_network(account: Account) -> Iterable[Result]:
+    args = account.args
+    try:
+        account.ec2().describe_vpcs(VpcIds=[args.vpc_id])
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidVpcID"):
+            raise
+        yield Result(FAIL, f"VPC {args.vpc_id} does not exist in {account.aws.region}: "
+                           "set vpcId (`aws ec2 describe-vpcs`)")
+    else:
+        yield Result(PASS, f"VPC {args.vpc_id} exists")
+    subnet = account.subnet()
+    if subnet is None:
+        yield Result(FAIL, f"subnet {args.subnet_id} does not exist in {account.aws.region}: "
+                           f"set subnetId (`aws ec2 describe-subnets --filters Name=vpc-id,Values={args.vpc_id}`)")
+    elif subnet["VpcId"] != args.vpc_id:
+        yield Result(FAIL, f"subnet {args.subnet_id} is in {subnet['VpcId']}, not in vpcId {args.vpc_id}: "
+                           "set subnetId to a subnet of the VPC, or vpcId to the subnet's VPC")
+    else:
+        yield Result(PASS, f"subnet {args.subnet_id} is in {args.vpc_id} ({subnet['AvailabilityZone']})")
+
+
+def _route_table(account: Account, subnet: dict) -> tuple[Optional[dict], str]:
+    """The route table really associated with the subnet: its own, else the VPC's main one."""
+    ec2 = account.ec2()
+    own = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}])["RouteTables"]
+    if own:
+        return own[0], "its own"
+    main = ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+        {"Name": "association.main", "Values": ["true"]},
+    ])["RouteTables"]
+    return (main[0] if main else None), "the VPC's main"
+
+
+def _default_routes(table: Optional[dict]) -> list[dict]:
+    return [route for route in (table or {}).get("Routes", [])
+            if route.get("DestinationCidrBlock") == OPEN_CIDR and route.get("State", "active") == "active"]
+
+
+def _target(route: dict) -> str:
+    for key in ("GatewayId", "NatGatewayId", "TransitGatewayId", "NetworkInterfaceId",
+                "InstanceId", "VpcPeeringConnectionId", "LocalGatewayId", "CoreNetworkArn"):
+        if route.get(key):
+            return str(route[key])
+    return "?"
+
+
+def check_internet_route(account: Account) -> Iterable[Result]:
+    subnet = account.subnet()
+    if subnet is None or subnet["VpcId"] != account.args.vpc_id:
+        return  # reported by check_network
+    table, which = _route_table(account, subnet)
+    table_name = f"route table {table['RouteTableId']} ({which})" if table else "no route table"
+    routes = _default_routes(table)
+    subnet_id = subnet["SubnetId"]
+    if account.args.public_ip:
+        gateways = [_target(r) for r in routes if _target(r).startswith("igw-")]
+        if gateways:
+            yield Result(PASS, f"subnet {subnet_id} routes {OPEN_CIDR} to internet gateway {gateways[0]} "
+                               f"({table_name})")
+        else:
+            yield Result(FAIL, f"subnet {subnet_id} has no route {OPEN_CIDR} to an internet gateway "
+                               f"({table_name}): set publicIp false (VPN/Direct Connect) or pick a public subnet")
+        return
+    # A private desktop still downloads DCV and packages at first boot.
+    if routes:
+        yield Result(PASS, f"subnet {subnet_id} routes {OPEN_CIDR} to {_target(routes[0])} ({table_name}); "
+                           "publicIp is false: reach the desktop over VPN/Direct Connect")
+    else:
+        yield Result(WARN, f"subnet {subnet_id} has no route {OPEN_CIDR} ({table_name}): the first boot "
+                           "downloads DCV and packages; add a NAT gateway route or the setup will fail")
+
+
+def check_instance_type(account: Account) -> Iterable[Result]:
+    instance_type, region = account.args.instance_type, account.aws.region
+    if account.instance_type() is None:
+        yield Result(FAIL, f"instance type {instance_type!r} does not exist in {region}: set instanceType to one "
+                           f"that does (`aws ec2 describe-instance-type-offerings --region {region}`)")
+        return
+    subnet = account.subnet()
+    if subnet is None:
+        return  # reported by check_network
+    zone = subnet["AvailabilityZone"]
+    offerings = account.ec2().describe_instance_type_offerings(
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [instance_type]}],
+    )["InstanceTypeOfferings"]
+    zones = sorted({o["Location"] for o in offerings})
+    if zone in zones:
+        yield Result(PASS, f"instance type {instance_type} is offered in {zone}")
+    elif zones:
+        yield Result(FAIL, f"instance type {instance_type} is not offered in {zone} (subnet {subnet['SubnetId']}): "
+                           f"pick a subnet in {', '.join(zones)}, or another instanceType")
+    else:
+        yield Result(FAIL, f"instance type {instance_type} is not offered in any zone of {region}: "
+                           "pick another instanceType or region")
+
+
+def check_vcpu_quota(account: Account) -> Iterable[Result]:
+    instance_type, region = account.args.instance_type, account.aws.region
+    info = account.instance_type()
+    if info is None:
+        return  # reported by check_instance_type
+    vcpus = int(info.get("VCpuInfo", {}).get("DefaultVCpus", 0))
+    quota = quota_for(instance_type)
+    if quota is None:
+        yield Result(WARN, f"no known On-Demand vCPU quota for {instance_type}: check Service Quotas yourself")
+        return
+    client = account.aws.client("service-quotas")
+    value = None
+    for read in (client.get_service_quota, client.get_aws_default_service_quota):
+        try:
+            value = read(ServiceCode="ec2", QuotaCode=quota.code)["Quota"]["Value"]
+            break
+        except botocore.exceptions.ClientError as error:
+            reason = aws.message(error)
+        except botocore.exceptions.BotoCoreError as error:
+            reason = str(error)
+    if value is None:
+        yield Result(WARN, f"cannot read the vCPU quota {quota.name!r} ({quota.code}): {reason}; "
+                           f"check it in the Service Quotas console ({instance_type} needs {vcpus} vCPUs)")
+        return
+    if value < vcpus:
+        yield Result(FAIL, f"vCPU quota {quota.name!r} ({quota.code}) is {value:g}, {instance_type} needs {vcpus}: "
+                           f"request more (`aws service-quotas request-service-quota-increase --service-code ec2 "
+                           f"--quota-code {quota.code} --desired-value {vcpus} --region {region}`) and wait for "
+                           "the approval, or pick a smaller instanceType")
+        return
+    yield Result(PASS, f"vCPU quota {quota.name!r} ({quota.code}) is {value:g}, {instance_type} needs {vcpus} "
+                       "(other running instances of that quota count too)")
+
+
+def _admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IPv4Network) -> bool:
+    for permission in permissions:
+        proto = str(permission.get("IpProtocol"))
+        if proto != "-1" and (  # "-1": every protocol and port
+            proto not in (protocol, {"tcp": "6", "udp": "17"}[protocol])
+            or not permission.get("FromPort", 0) <= port <= permission.get("ToPort", 65535)
+        ):
+            continue
+        for ip_range in permission.get("IpRanges", []):
+            try:
+                allowed = ipaddress.IPv4Network(ip_range["CidrIp"], strict=False)
+            except (KeyError, ValueError):
+                continue
+            if cidr.subnet_of(allowed):
+                return True
+    return False
+
+
+def check_security_group(account: Account) -> Iterable[Result]:
+    args = account.args
+    group_id = args.security_group_id
+    if not group_id:
+        return
+    try:
+        group = account.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidGroup"):
+            raise
+        yield Result(FAIL, f"security group {group_id} does not exist in {account.aws.region}: "
+                           "set securityGroupId, or unset it to have one created")
+        return
+    if group["VpcId"] != args.vpc_id:
+        yield Result(FAIL, f"security group {group_id} is in {group['VpcId']}, not in vpcId {args.vpc_id}: "
+                           "pick a group of the VPC, or unset securityGroupId to have one created")
+        return
+    cidr = ipaddress.IPv4Network(args.access_cidr)
+    permissions = group.get("IpPermissions", [])
+    missing = [port for port in (SSH_PORT, DCV_PORT) if not _admits(permissions, "tcp", port, cidr)]
+    if missing:
+        ports = " and ".join(f"TCP {p}" for p in missing)
+        commands = "; ".join(
+            f"`aws ec2 authorize-security-group-ingress --group-id {group_id} --protocol tcp "
+            f"--port {p} --cidr {args.access_cidr}`" for p in missing)
+        yield Result(FAIL, f"security group {group_id} does not admit {ports} from {args.access_cidr}: "
+                           f"add {commands}, or unset securityGroupId to have one created")
+        return
+    if not _admits(permissions, "udp", DCV_PORT, cidr):
+        yield Result(WARN, f"security group {group_id} admits TCP 22 and 8443 from {args.access_cidr} but not "
+                           f"UDP 8443: DCV then uses TCP only (QUIC is smoother); add `aws ec2 "
+                           f"authorize-security-group-ingress --group-id {group_id} --protocol udp --port 8443 "
+                           f"--cidr {args.access_cidr}`")
+        return
+    yield Result(PASS, f"security group {group_id} is in {args.vpc_id} and admits TCP 22 and 8443 "
+                       f"from {args.access_cidr}")
+
+
+def check_efs(account: Account) -> Iterable[Result]:
+    args = account.args
+    fs_id = args.efs_file_system_id
+    if not fs_id:
+        return
+    efs = account.aws.client("efs")
+    try:
+        system = efs.describe_file_systems(FileSystemId=fs_id)["FileSystems"][0]
+    except botocore.exceptions.ClientError as error:
+        if aws.code(error) != "FileSystemNotFound":
+            raise
+        yield Result(FAIL, f"EFS file system {fs_id} does not exist in {account.aws.region}: "
+                           "set efsFileSystemId, or unset it to have one created")
+        return
+    if system.get("LifeCycleState", "available") != "available":
+        yield Result(FAIL, f"EFS file system {fs_id} is {system['LifeCycleState']}, not available")
+        return
+    subnet = account.subnet()
+    if subnet is None:
+        return  # reported by check_network
+    zone = subnet["AvailabilityZone"]
+    targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
+    other_vpcs = {t.get("VpcId") for t in targets if t.get("VpcId") and t.get("VpcId") != subnet["VpcId"]}
+    if other_vpcs:
+        yield Result(FAIL, f"EFS file system {fs_id} has its mount targets in {', '.join(sorted(other_vpcs))}, "
+                           f"not in {subnet['VpcId']}: use a file system of the desktop's VPC, or unset "
+                           "efsFileSystemId to have one created")
+        return
+    in_zone = [t for t in targets if t.get("AvailabilityZoneName") == zone]
+    if not in_zone:
+        yield Result(FAIL, f"EFS file system {fs_id} has no mount target in {zone} (the zone of "
+                           f"{subnet['SubnetId']}): create one (`aws efs create-mount-target --file-system-id "
+                           f"{fs_id} --subnet-id {subnet['SubnetId']} --security-groups SG_ALLOWING_NFS`)")
+        return
+    yield Result(PASS, f"EFS file system {fs_id} has mount target {in_zone[0]['MountTargetId']} in {zone}")
+
+
+def check_access_cidr(account: Account) -> Iterable[Result]:
+    warnings = account.args.warnings
+    for warning in warnings:
+        yield Result(WARN, warning)
+    if not warnings:
+        yield Result(PASS, f"accessCidr {account.args.access_cidr} limits SSH and DCV to your range")
+
+
+CHECKS: tuple[Check, ...] = (
+    check_credentials,
+    check_ami,
+    check_key_pair,
+    check_bucket,
+    check_network,
+    check_internet_route,
+    check_instance_type,
+    check_vcpu_quota,
+    check_security_group,
+    check_efs,
+    check_access_cidr,
+)
+
+
+# ---------------------------------------------------------------------------
+# The command.
+
+def preflight(stack: str, project_dir: Optional[Path] = None, out=None) -> int:
+    """Run every check of ``stack``'s config against the account; 0 when none failed."""
+    out = out or sys.stdout
+    config = read_stack(stack, project_dir)
+    parsed = config.parse()
+    region_source = "the stack's aws:region" if config.region else "AWS_REGION / the AWS profile"
+    account = Account(aws.Aws(config.region), parsed.args, region_source)
+    results: list[Result] = []
+    for warning in parsed.warnings:
+        if warning not in parsed.args.warnings:  # those are check_access_cidr's to say
+            results.append(Result(WARN, warning))
+            print(results[-1], file=out, flush=True)
+    with aws.errors():
+        for check in CHECKS:
+            for result in check(account):
+                results.append(result)
+                print(result, file=out, flush=True)
+    counts = {status: sum(r.status == status for r in results) for status in (PASS, WARN, FAIL)}
+    summary = f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed"
+    if counts[FAIL]:
+        print(f"preflight of stack {stack!r}: {summary}; fix the FAIL lines before `pulumi up`", file=out)
+        return 1
+    print(f"preflight of stack {stack!r}: {summary}; ready for `pulumi up`", file=out)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return preflight(args.stack, args.project_dir)
+
+
+def register(subparsers) -> None:
+    """Add ``preflight`` to the ``python -m desktop`` parser."""
+    parser = subparsers.add_parser(
+        "preflight",
+        help="check the AWS account against the stack's config before `pulumi up`",
+        description=(
+            "Read the stack's config as `pulumi up` does (project defaults plus Pulumi.<stack>.yaml, "
+            "same validation) and check the account: credentials and region, the AMI, the key pair, "
+            "the S3 bucket, the VPC and subnet, the subnet's internet route, the instance type in the "
+            "subnet's zone, the vCPU quota, a given security group and EFS file system, and accessCidr. "
+            "One line per check: PASS, WARN or FAIL with what to do. Exit 0 when nothing failed, "
+            "1 when something did, 2 when the checks could not run. Honours AWS_PROFILE, AWS_REGION "
+            "and AWS_ENDPOINT_URL; the stack's aws:region wins over AWS_REGION."
+        ),
+    )
+    parser.add_argument("--stack", default="dev", metavar="NAME",
+                        help="stack whose Pulumi.<NAME>.yaml to check (default: dev)")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, metavar="DIR",
+                        help="directory of Pulumi.yaml and the stack files (default: this project)")
+    parser.set_defaults(run=_run)

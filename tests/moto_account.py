@@ -1,0 +1,255 @@
+"""A moto server on 127.0.0.1 and an AWS account seeded for a desktop.
+
+The commands under test reach moto through ``AWS_ENDPOINT_URL``, as a person's
+commands reach AWS. moto's server runs in this process, so where moto cannot
+express a state (the Deep Learning AMI's public SSM parameters, EC2 vCPU quotas,
+an instance's console output) the helpers below set it in moto's backend directly.
+
+Import the fixtures into a test module: ``from tests.moto_account import moto_server, aws_env``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Optional
+
+import boto3
+import pytest
+from moto.backends import get_backend
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+ZONE = "us-east-1a"
+ACCOUNT = DEFAULT_ACCOUNT_ID
+MY_CIDR = "203.0.113.7/32"
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+G_AND_VT = "L-DB2E81BA"
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server for the whole session, on a free port of 127.0.0.1."""
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    # moto 5.2.5 does not implement GetAWSDefaultServiceQuota (it answers 500, which
+    # botocore retries); answer it as GetServiceQuota does.
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(ServiceQuotasResponse, "get_aws_default_service_quota",
+                            ServiceQuotasResponse.get_service_quota, raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+        server.stop()
+
+
+def reset_moto(url: str) -> None:
+    """Empty every moto backend, through moto's own API."""
+    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def enforce_iam(url: str, enforce: bool) -> None:
+    """Make moto check IAM permissions (off by default), through moto's own API."""
+    data = b"0" if enforce else b"inf"
+    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=data, method="POST",
+                                     headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def use_moto(monkeypatch, url: str, tmp_path) -> None:
+    """Point AWS at moto the way a person points it at AWS: through the environment."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    # Never read the machine's own AWS files, never ask the instance metadata service.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="module")
+def moto_module(moto_server, tmp_path_factory):
+    """A fresh moto account shared by the tests of one module (seed it once)."""
+    reset_moto(moto_server)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_moto(monkeypatch, moto_server, tmp_path_factory.mktemp("aws"))
+        yield moto_server
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch, tmp_path):
+    """A fresh moto account for one test."""
+    reset_moto(moto_server)
+    use_moto(monkeypatch, moto_server, tmp_path)
+    return moto_server
+
+
+def client(service: str, region: str = REGION):
+    return boto3.client(service, region_name=region)
+
+
+# ---------------------------------------------------------------------------
+# States moto cannot express through its API, set in its in-process backend.
+
+def backend(service: str, region: str = REGION):
+    return get_backend(service)[ACCOUNT][region]
+
+
+def add_image(architecture: str, region: str = REGION, state: str = "available") -> str:
+    """Register an AMI of ``architecture``: moto's RegisterImage takes no architecture."""
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.utils import random_ami_id
+
+    ec2 = backend("ec2", region)
+    ami = Ami(ec2, random_ami_id(), name=f"Deep Learning Base OSS Nvidia Driver GPU AMI ({architecture})",
+              architecture=architecture, state=state, public=True, owner_alias="amazon",
+              virtualization_type="hvm", root_device_type="ebs")
+    ec2.amis[ami.id] = ami
+    return ami.id
+
+
+def put_public_parameter(name: str, value: str, region: str = REGION) -> None:
+    """Seed a public ``/aws/service/...`` parameter: moto ships none of the DLAMI ones and
+    refuses PutParameter under ``/aws``."""
+    from moto.ssm.models import Parameter
+
+    ssm = backend("ssm", region)
+    ssm._parameters[name].append(Parameter(
+        account_id="aws", name=name, value=value, parameter_type="String", description=None,
+        allowed_pattern=None, keyid=None, last_modified_date=datetime.datetime.now(datetime.timezone.utc),
+        version=1, data_type="aws:ec2:image",
+    ))
+
+
+def set_ec2_quota(code: str, value: float, region: str = REGION) -> None:
+    """Give the account an EC2 quota: moto's Service Quotas knows only VPC quotas."""
+    quotas = backend("service-quotas", region)
+    original = quotas.get_service_quota
+    known = dict(getattr(quotas, "_seeded_quotas", {}))
+    known[code] = value
+
+    def get_service_quota(service_code: str, quota_code: str):
+        if service_code == "ec2" and quota_code in known:
+            return {"ServiceCode": "ec2", "QuotaCode": quota_code, "QuotaName": quota_code,
+                    "Value": known[quota_code], "Unit": "None", "Adjustable": True}
+        return original(service_code=service_code, quota_code=quota_code)
+
+    # The backend object is replaced on every moto reset, and this patch with it.
+    quotas._seeded_quotas = known
+    quotas.get_service_quota = get_service_quota
+
+
+# ---------------------------------------------------------------------------
+# A good account: everything a desktop needs, as preflight expects it.
+
+@dataclass
+class Account:
+    """Ids of a seeded account and the stack config that fits it."""
+
+    vpc_id: str
+    subnet_id: str
+    route_table_id: str
+    igw_id: str
+    security_group_id: str
+    efs_id: str
+    images: dict[str, str]
+    config: dict[str, object] = field(default_factory=dict)
+
+
+def seed_good_account(region: str = REGION, zone: str = ZONE, instance_type: str = "g4dn.xlarge",
+                      quota: Optional[float] = 8) -> Account:
+    """An account where every preflight check passes for the returned ``config``."""
+    ec2 = client("ec2", region)
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+    igw_id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)
+    table_id = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw_id)
+    ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+    ec2.create_key_pair(KeyName="my-key")
+    group_id = ec2.create_security_group(GroupName="desktop", Description="desktop", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+        {"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+        {"IpProtocol": "udp", "FromPort": 8443, "ToPort": 8443, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]},
+    ])
+    s3 = client("s3", region)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket="my-dl-bucket")
+    else:
+        s3.create_bucket(Bucket="my-dl-bucket", CreateBucketConfiguration={"LocationConstraint": region})
+    efs = client("efs", region)
+    efs_id = efs.create_file_system(CreationToken="desktop", Encrypted=True)["FileSystemId"]
+    efs.create_mount_target(FileSystemId=efs_id, SubnetId=subnet_id)
+    images = {arch: add_image(arch, region) for arch in ("x86_64", "arm64")}
+    for arch, image_id in images.items():
+        put_public_parameter(DLAMI_PARAMETER.format(arch=arch), image_id, region)
+    if quota is not None:
+        set_ec2_quota(G_AND_VT, quota, region)
+    config = {
+        "s3Bucket": "my-dl-bucket",
+        "vpcId": vpc_id,
+        "subnetId": subnet_id,
+        "keyName": "my-key",
+        "accessCidr": MY_CIDR,
+        "instanceType": instance_type,
+        "securityGroupId": group_id,
+        "efsFileSystemId": efs_id,
+    }
+    return Account(vpc_id, subnet_id, table_id, igw_id, group_id, efs_id, images, config)
+
+
+def write_stack(project_dir, config: dict, stack: str = "test", region: Optional[str] = REGION) -> str:
+    """Write ``Pulumi.<stack>.yaml`` with the project's keys (and ``aws:region``)."""
+    import yaml
+
+    document = {f"deep-learning-desktop:{key}": value for key, value in config.items() if value is not None}
+    if region:
+        document["aws:region"] = region
+    (project_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": document}))
+    return stack
+
+
+# ---------------------------------------------------------------------------
+# An instance's serial console: moto answers GetConsoleOutput with one fixed text.
+
+def set_console(instance_id: str, text: str, region: str = REGION) -> None:
+    """What GetConsoleOutput returns for the instance (needs the ``console`` fixture)."""
+    backend("ec2", region).get_instance(instance_id).console_text = text
+
+
+@pytest.fixture
+def console(monkeypatch):
+    """Let tests set an instance's console output in moto's backend (``set_console``):
+    moto 5.2.5 returns the same sample text for every instance."""
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.ec2.responses import general
+    from moto.ec2.utils import Base64EncodedString
+
+    def get_console_output(self):
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        text = getattr(instance, "console_text", general.SAMPLE_CONSOLE_OUTPUT)
+        return ActionResult({"InstanceId": instance.id, "Timestamp": utcnow(),
+                             "Output": Base64EncodedString.from_raw_string(text)})
+
+    monkeypatch.setattr(general.General, "get_console_output", get_console_output)
+    return set_console
+
+
+def set_state(instance_id: str, state: str, region: str = REGION) -> None:
+    """Put an instance in a state moto passes through instantly (e.g. ``pending``)."""
+    from moto.ec2.models.instances import InstanceState
+
+    codes = {"pending": 0, "running": 16, "stopping": 64, "stopped": 80}
+    backend("ec2", region).get_instance(instance_id)._state = InstanceState(state, codes[state])
