@@ -6,7 +6,7 @@ import pulumi
 import pulumi_aws as aws
 
 import cloud_init
-from desktop.config import DesktopArgs
+from desktop.config import SETTINGS_BY_FIELD, DesktopArgs
 from desktop.identity import Identity, Partition
 from desktop.image import Image
 from desktop.storage import Storage
@@ -14,11 +14,11 @@ from desktop.storage import Storage
 # Inputs whose change would make the provider replace the instance, and so delete
 # its root volume. The instance keeps its current value and the program warns
 # instead; `pulumi up --replace <urn>` moves it on purpose.
-# Each: (the provider's property, the instance attribute, the config key, the DesktopArgs field).
+# Each: (the provider's property, the instance attribute, the DesktopArgs field).
 KEPT_ON_CHANGE = (
-    ("subnetId", "subnet_id", "subnetId", "subnet_id"),
-    ("keyName", "key_name", "keyName", "key_name"),
-    ("associatePublicIpAddress", "associate_public_ip_address", "publicIp", "public_ip"),
+    ("subnetId", "subnet_id", "subnet_id"),
+    ("keyName", "key_name", "key_name"),
+    ("associatePublicIpAddress", "associate_public_ip_address", "public_ip"),
 )
 
 
@@ -83,8 +83,8 @@ def desktop_instance(
 
 def _warn_on_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
     """Say when config asks for a value the instance keeps (see KEPT_ON_CHANGE)."""
-    for _, attribute, key, field in KEPT_ON_CHANGE:
-        wanted = getattr(args, field)
+    for _, attribute, field in KEPT_ON_CHANGE:
+        key, wanted = SETTINGS_BY_FIELD[field].key, getattr(args, field)
         getattr(instance, attribute).apply(
             lambda actual, key=key, wanted=wanted: _warn_if_differs(key, actual, wanted, instance)
         )
