@@ -37,6 +37,8 @@ THROTTLED = frozenset({
 })
 
 
+NO_REGION = "no AWS region: set the stack's region (`pulumi config set aws:region us-east-1`) or AWS_REGION"
+
 _LOADER = None
 
 
@@ -61,10 +63,7 @@ class Aws:
             paths = self.session._loader.search_paths  # boto3 appends its data path on every session
             paths[:] = list(dict.fromkeys(paths))
         if not self.session.region_name:
-            raise CommandError(
-                "no AWS region: set the stack's region (`pulumi config set aws:region us-east-1`) "
-                "or AWS_REGION"
-            )
+            raise CommandError(NO_REGION)
         self.region: str = self.session.region_name
         self._clients: dict[str, object] = {}
 
@@ -102,7 +101,7 @@ def explain(error: BaseException) -> Optional[str]:
                           botocore.exceptions.SSOError)):
         return f"AWS credentials are unusable ({error}): refresh them, e.g. `aws sso login`"
     if isinstance(error, botocore.exceptions.NoRegionError):
-        return "no AWS region: set the stack's region (`pulumi config set aws:region us-east-1`) or AWS_REGION"
+        return NO_REGION
     if isinstance(error, (botocore.exceptions.EndpointConnectionError,
                           botocore.exceptions.ConnectTimeoutError,
                           botocore.exceptions.ReadTimeoutError)):

@@ -5,5 +5,3 @@ from __future__ import annotations
 
 class CommandError(Exception):
     """An expected failure: printed as one line, exit code 2, no traceback."""
-
-    exit_code = 2
