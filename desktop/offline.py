@@ -229,14 +229,44 @@ def run(
     """
     region = config.get("aws:region") or "us-east-1"
     mocks = mocks or AccountMocks(region=region)
-    # A fresh event loop too, closed afterwards (a loop left open makes Python complain at exit).
+    # A fresh event loop too, and every loop made during the run closed afterwards: a loop
+    # left open is closed by the garbage collector, at exit if not before, where it can print
+    # "Exception ignored in BaseEventLoop.__del__" on stderr.
+    previous_policy = asyncio.get_event_loop_policy()
+    loops = _LoopKeeper()
+    asyncio.set_event_loop_policy(loops)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         return contextvars.Context().run(_run, program, config, stack, mocks)
     finally:
+        # Join the executor threads first, so none of their loops is still in use.
+        loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
-        loop.close()
+        loops.close_all()
+        asyncio.set_event_loop_policy(previous_policy)
+
+
+class _LoopKeeper(asyncio.DefaultEventLoopPolicy):
+    """An event loop policy that remembers every loop it makes, so that all can be closed.
+
+    Pulumi's mocks answer registrations in the loop's executor threads, and each of those
+    threads makes a loop of its own (``pulumi.runtime.sync_await._ensure_event_loop``) that
+    nothing closes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: list[asyncio.AbstractEventLoop] = []
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        self._made.append(loop)
+        return loop
+
+    def close_all(self) -> None:
+        for loop in self._made:
+            loop.close()
 
 
 def _run(program, config, stack, mocks) -> Rendering:
