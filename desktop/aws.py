@@ -1,13 +1,15 @@
 """boto3 for the ``python -m desktop`` commands: one session, retrying clients, and
 AWS errors turned into one clear line (:class:`~desktop.cli.CommandError`).
 
-boto3 itself honours ``AWS_PROFILE``, ``AWS_REGION`` and ``AWS_ENDPOINT_URL``; the
-stack's ``aws:region``, when set, wins over them, as it does for ``pulumi up``.
+boto3 itself honours ``AWS_PROFILE`` and ``AWS_ENDPOINT_URL``. The region is chosen as
+``pulumi up`` chooses it: the stack's ``aws:region``, else ``AWS_REGION`` (which boto3
+ignores), else ``AWS_DEFAULT_REGION``, else the profile's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator, Optional
 
 import boto3
@@ -18,9 +20,9 @@ import botocore.session
 from desktop.cli import CommandError
 
 # Standard retries back off on throttling and transient errors; what still fails
-# after them is reported, not retried forever.
+# after six tries in all (about 30 s of backoff at most) is reported, not retried forever.
 CLIENT_CONFIG = botocore.config.Config(
-    retries={"mode": "standard", "max_attempts": 5},
+    retries={"mode": "standard", "total_max_attempts": 6},
     connect_timeout=10,
     read_timeout=30,
 )
@@ -36,6 +38,10 @@ THROTTLED = frozenset({
     "SlowDown", "RequestThrottled",
 })
 
+
+# What every command's --help says about the AWS settings it honours.
+SETTINGS_HELP = ("Honours AWS_PROFILE and AWS_ENDPOINT_URL. The region is the stack's aws:region, "
+                 "else AWS_REGION, else AWS_DEFAULT_REGION, else the profile's, as for `pulumi up`.")
 
 NO_REGION = "no AWS region: set the stack's region (`pulumi config set aws:region us-east-1`) or AWS_REGION"
 
@@ -54,12 +60,23 @@ def _botocore_session() -> botocore.session.Session:
     return core
 
 
+def region_choice(stack_region: Optional[str]) -> tuple[Optional[str], str]:
+    """The region given to boto3 and where it comes from, before the profile is asked."""
+    if stack_region:
+        return stack_region, "the stack's aws:region"
+    for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(variable):
+            return os.environ[variable], variable
+    return None, "the AWS profile"
+
+
 class Aws:
     """A boto3 session for one region, with clients made on first use."""
 
     def __init__(self, region: Optional[str] = None):
+        chosen, self.region_source = region_choice(region)
         with errors():
-            self.session = boto3.Session(botocore_session=_botocore_session(), region_name=region or None)
+            self.session = boto3.Session(botocore_session=_botocore_session(), region_name=chosen)
             paths = self.session._loader.search_paths  # boto3 appends its data path on every session
             paths[:] = list(dict.fromkeys(paths))
         if not self.session.region_name:

@@ -1,8 +1,8 @@
 """``python -m desktop wait | connect | stop | start``: follow and use the desktop.
 
 The instance comes from ``pulumi stack output --json`` (``DesktopInstanceId``) when
-the Pulumi CLI is on PATH, or from ``--instance-id``. The region is the stack's
-``aws:region`` when its ``Pulumi.<stack>.yaml`` sets one, else AWS_REGION / the profile.
+the Pulumi CLI is on PATH, or from ``--instance-id``. The region is chosen as for
+``pulumi up`` (see :mod:`desktop.aws`).
 """
 
 from __future__ import annotations
@@ -345,7 +345,7 @@ def _waiting(parser: argparse.ArgumentParser, timeout: str) -> None:
 
 def register(subparsers) -> None:
     """Add ``wait``, ``connect``, ``stop`` and ``start`` to the ``python -m desktop`` parser."""
-    common = "Honours AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL; the stack's aws:region wins over AWS_REGION."
+    common = aws.SETTINGS_HELP
 
     wait = subparsers.add_parser(
         "wait", help="follow the desktop until DCV is ready",

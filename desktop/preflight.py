@@ -78,7 +78,6 @@ class Account:
 
     aws: aws.Aws
     args: DesktopArgs
-    region_source: str
     _cache: dict = field(default_factory=dict)
 
     def ec2(self):
@@ -122,7 +121,7 @@ Check = Callable[[Account], Iterable[Result]]
 def check_credentials(account: Account) -> Iterable[Result]:
     identity = account.aws.client("sts").get_caller_identity()
     yield Result(PASS, f"credentials work: account {identity['Account']} as {identity['Arn']}; "
-                       f"region {account.aws.region} ({account.region_source})")
+                       f"region {account.aws.region} ({account.aws.region_source})")
 
 
 def check_ami(account: Account) -> Iterable[Result]:
@@ -463,8 +462,7 @@ def preflight(stack: str, project_dir: Optional[Path] = None, out=None) -> int:
     out = out or sys.stdout
     config = read_stack(stack, project_dir)
     parsed = config.parse()
-    region_source = "the stack's aws:region" if config.region else "AWS_REGION / the AWS profile"
-    account = Account(aws.Aws(config.region), parsed.args, region_source)
+    account = Account(aws.Aws(config.region), parsed.args)
     results: list[Result] = []
     for warning in parsed.warnings:
         if warning not in parsed.args.warnings:  # those are check_access_cidr's to say
@@ -499,8 +497,7 @@ def register(subparsers) -> None:
             "the S3 bucket, the VPC and subnet, the subnet's internet route, the instance type in the "
             "subnet's zone, the vCPU quota, a given security group and EFS file system, and accessCidr. "
             "One line per check: PASS, WARN or FAIL with what to do. Exit 0 when nothing failed, "
-            "1 when something did, 2 when the checks could not run. Honours AWS_PROFILE, AWS_REGION "
-            "and AWS_ENDPOINT_URL; the stack's aws:region wins over AWS_REGION."
+            "1 when something did, 2 when the checks could not run. " + aws.SETTINGS_HELP
         ),
     )
     parser.add_argument("--stack", default="dev", metavar="NAME",

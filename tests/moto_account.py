@@ -11,11 +11,14 @@ Import the fixtures into a test module: ``from tests.moto_account import moto_se
 from __future__ import annotations
 
 import datetime
+import http.server
+import threading
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
 import boto3
+import botocore.retries.standard
 import pytest
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -91,6 +94,51 @@ def aws_env(moto_server, monkeypatch, tmp_path):
     reset_moto(moto_server)
     use_moto(monkeypatch, moto_server, tmp_path)
     return moto_server
+
+
+class Throttled(http.server.BaseHTTPRequestHandler):
+    """An AWS endpoint that throttles every request, as EC2 and STS do under load
+    (moto never throttles). It answers in the XML both EC2 and STS use for errors."""
+
+    requests: list[str] = []
+
+    def do_POST(self):  # noqa: N802 (the name http.server calls)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        action = dict(pair.partition("=")[::2] for pair in body.split("&")).get("Action", "?")
+        type(self).requests.append(action)
+        reply = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+                 b"<Message>Request limit exceeded.</Message></Error></Errors>"
+                 b"<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>")
+        self.send_response(503)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+@dataclass
+class ThrottlingEndpoint:
+    url: str
+    requests: list[str]  # the action of every request, retries included
+
+
+@pytest.fixture
+def throttling_endpoint(monkeypatch):
+    """A local endpoint that throttles everything. Point ``AWS_ENDPOINT_URL`` at its
+    ``url``; botocore still retries, but with no wait between tries."""
+    class Handler(Throttled):
+        requests = []
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    yield ThrottlingEndpoint(url="http://127.0.0.1:%d" % server.server_address[1], requests=Handler.requests)
+    server.shutdown()
+    server.server_close()
 
 
 def client(service: str, region: str = REGION):

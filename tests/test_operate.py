@@ -13,8 +13,9 @@ import pytest
 
 from desktop import operate
 from desktop.__main__ import main
+from desktop.aws import CLIENT_CONFIG
 from tests.moto_account import (  # noqa: F401
-    REGION, add_image, aws_env, client, console, moto_server, set_state, write_stack,
+    REGION, add_image, aws_env, client, console, moto_server, set_state, throttling_endpoint, write_stack,
 )
 
 BANNER = "[    0.000000] Linux version 6.8.0-1021-aws (buildd@lcy02-amd64-030) #23-Ubuntu SMP\n"
@@ -212,6 +213,17 @@ def test_connect_takes_the_region_from_the_stack(instance, capsys, tmp_path, mon
     assert code == 2 and "does not exist in us-east-1" in err
 
 
+def test_without_a_stack_region_aws_region_is_honoured(instance, capsys, tmp_path, monkeypatch):
+    far = client("ec2", "eu-west-1")
+    image = add_image("x86_64", region="eu-west-1")
+    far_instance = far.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    write_stack(tmp_path, {"s3Bucket": "b"}, stack="anywhere", region=None)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, out, err = run(capsys, "connect", "--instance-id", far_instance, "--output", "far.dcv", stack="anywhere")
+    assert code == 0, err
+
+
 # --- stop and start --------------------------------------------------------------
 
 def test_stop_and_start_again(instance, console, clock, capsys):
@@ -268,6 +280,19 @@ def test_a_failing_pulumi_is_one_line_and_exit_2(instance, capsys, tmp_path):
 def test_without_pulumi_the_instance_id_is_needed(instance, capsys):
     code, out, err = run(capsys, "connect")
     assert code == 2 and "--instance-id" in err and "Pulumi CLI is not on PATH" in err
+
+
+@pytest.mark.parametrize("command", ["wait", "connect", "stop", "start"])
+def test_throttling_after_retries_is_one_line_and_exit_2(command, instance, throttling_endpoint, monkeypatch,
+                                                         capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", throttling_endpoint.url)
+    code, out, err = run(capsys, command, "--instance-id", instance)
+    assert code == 2
+    assert err.startswith("error: AWS is throttling DescribeInstances even after retries "
+                          "(RequestLimitExceeded: Request limit exceeded.)")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # every try the client allows, then one line
+    assert throttling_endpoint.requests == ["DescribeInstances"] * CLIENT_CONFIG.retries["total_max_attempts"]
 
 
 @pytest.mark.parametrize("command", ["preflight", "wait", "connect", "stop", "start"])

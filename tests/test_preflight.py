@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 
 from desktop.__main__ import main
+from desktop.aws import CLIENT_CONFIG
 from desktop.preflight import quota_for
 from tests.moto_account import (
     DLAMI_PARAMETER, REGION, add_image, client, enforce_iam, moto_module, moto_server,  # noqa: F401
-    seed_good_account, set_ec2_quota, write_stack,
+    seed_good_account, set_ec2_quota, throttling_endpoint, write_stack,
 )
 
 P_QUOTA = "L-417A185B"
@@ -133,6 +134,16 @@ def test_access_denied_is_one_line_and_exit_2(preflight, moto_module):
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
+def test_throttling_after_retries_is_one_line_and_exit_2(preflight, throttling_endpoint, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", throttling_endpoint.url)
+    result = preflight()
+    assert result.code == 2
+    assert result.err.startswith("error: AWS is throttling GetCallerIdentity even after retries")
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    # every try the client allows, then one line
+    assert throttling_endpoint.requests == ["GetCallerIdentity"] * CLIENT_CONFIG.retries["total_max_attempts"]
+
+
 def test_unknown_stack_and_bad_config_exit_2(preflight, tmp_path, capsys):
     assert main(["preflight", "--stack", "nope", "--project-dir", str(tmp_path)]) == 2
     assert "no stack 'nope'" in capsys.readouterr().err
@@ -143,9 +154,32 @@ def test_unknown_stack_and_bad_config_exit_2(preflight, tmp_path, capsys):
 
 def test_the_stack_region_wins_over_aws_region(preflight, monkeypatch):
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     result = preflight()
     assert result.code == 0, result.out
     line(result, "PASS", "region us-east-1 (the stack's aws:region)")
+
+
+@pytest.mark.parametrize("environment, source", [
+    ({"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "eu-west-1"}, "AWS_REGION"),
+    ({"AWS_DEFAULT_REGION": "us-east-1"}, "AWS_DEFAULT_REGION"),
+    ({}, "the AWS profile"),
+])
+def test_without_a_stack_region_the_region_comes_from_the_environment_then_the_profile(
+        environment, source, account, tmp_path, monkeypatch, capsys):
+    # As `pulumi up` does: AWS_REGION (which boto3 alone ignores), AWS_DEFAULT_REGION, the profile.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    stack = write_stack(tmp_path, account.good.config, stack="noregion", region=None)
+    code = main(["preflight", "--stack", stack, "--project-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"region us-east-1 ({source})" in out
 
 
 # --- the AMI ---------------------------------------------------------------
