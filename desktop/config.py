@@ -331,10 +331,25 @@ def parse(raw: Mapping[str, Any]) -> Parsed:
     return Parsed(args, warnings + args.warnings)
 
 
+def _keys_set(namespace: str) -> list[str]:
+    """Every key the stack sets in ``namespace``. ``pulumi.Config`` reads one key at a time;
+    the whole map is what the language host passes (``PULUMI_CONFIG``) or what was set in
+    this process (mocks)."""
+    every = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    prefix = f"{namespace}:"
+    return [key[len(prefix):] for key in every if key.startswith(prefix)]
+
+
 def from_pulumi(config: Optional[pulumi.Config] = None) -> DesktopArgs:
-    """Read the stack's config once, log its warnings, and return the arguments."""
+    """Read the stack's config once, log its warnings, and return the arguments.
+
+    A key of the namespace that this project does not know is an error, as in ``plan``
+    and ``preflight``: a mistyped key would otherwise leave its default in place unsaid.
+    """
     config = config or pulumi.Config()
-    parsed = parse({s.key: config.get(s.key) for s in SETTINGS})
+    raw = {key: config.get(key) for key in _keys_set(config.name)}
+    raw.update({s.key: config.get(s.key) for s in SETTINGS})
+    parsed = parse(raw)
     for warning in parsed.warnings:
         pulumi.log.warn(warning)
     return parsed.args

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from conftest import GOOD
+from conftest import GOOD, stack_config
 from desktop import offline
-from desktop.config import ConfigError
+from desktop.config import PROJECT, ConfigError
 
 SAMPLE_OUTPUTS = {"DesktopInstanceId", "DesktopRole", "DesktopSecurityGroup", "EFSFileSystemId"}
 
@@ -40,6 +40,28 @@ def test_bad_config_stops_before_any_resource_is_registered(run_main):
     with pytest.raises(ConfigError) as caught:
         run_main(s3Bucket="Not_A_Bucket", ebsVolumeSize="0", vpcId=None)
     assert {p.key for p in caught.value.problems} == {"s3Bucket", "ebsVolumeSize", "vpcId"}
+
+
+def test_a_mistyped_key_stops_pulumi_up(run_main):
+    # A typo would otherwise leave the default in place without a word (500 GB here).
+    with pytest.raises(ConfigError) as caught:
+        run_main(ebsvolumeSize="250")
+    (problem,) = caught.value.problems
+    assert problem.key == "ebsvolumeSize" and "ebsVolumeSize" in str(caught.value)
+
+
+def test_keys_reach_the_program_as_pulumi_up_passes_them(monkeypatch):
+    # The Python language host hands the program the whole stack config in PULUMI_CONFIG;
+    # a mistyped key there is caught too, and the real keys are read from it.
+    import json
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**stack_config(), f"{PROJECT}:keyname": "my-key"}))
+    with pytest.raises(ConfigError) as caught:
+        offline.run_program({"aws:region": "us-west-2"})
+    assert [p.key for p in caught.value.problems] == ["keyname"]
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(stack_config(ebsVolumeSize="300")))
+    rendering = offline.run_program({"aws:region": "us-west-2"}, stack="test")
+    assert rendering.named("test-instance").inputs["rootBlockDevice"]["volumeSize"] == 300
 
 
 def test_bad_config_registers_nothing():
