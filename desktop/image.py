@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -37,6 +38,10 @@ def ssm_parameter_for(parameter: str, architecture: str) -> str:
     return _ARCH_SEGMENT.sub(rf"\g<1>{architecture}\g<2>", parameter, count=1)
 
 
+def other_architecture(architecture: str) -> str:
+    return X86_64 if architecture == ARM64 else ARM64
+
+
 @dataclass(frozen=True)
 class Image:
     """The AMI of the desktop and where it came from."""
@@ -44,6 +49,9 @@ class Image:
     ami_id: pulumi.Output[str]
     source: pulumi.Output[str]  # "amiId" or "ssm:<parameter name>"
     from_ssm: bool
+    # The instance type's architecture, when the parameter is a Deep Learning AMI one
+    # whose architecture segment follows it; None otherwise.
+    architecture: Optional[pulumi.Output[str]] = None
 
 
 def resolve(args: DesktopArgs, parent: pulumi.Resource) -> Image:
@@ -52,8 +60,25 @@ def resolve(args: DesktopArgs, parent: pulumi.Resource) -> Image:
         return Image(pulumi.Output.from_input(args.ami_id), pulumi.Output.from_input("amiId"), False)
     invoke = pulumi.InvokeOutputOptions(parent=parent)
     instance_type = aws.ec2.get_instance_type_output(instance_type=args.instance_type, opts=invoke)
-    parameter = instance_type.supported_architectures.apply(
-        lambda archs: ssm_parameter_for(args.ami_ssm_parameter, architecture_of(archs))
-    )
+    architecture = instance_type.supported_architectures.apply(architecture_of)
+    parameter = architecture.apply(lambda arch: ssm_parameter_for(args.ami_ssm_parameter, arch))
     value = aws.ssm.get_parameter_output(name=parameter, opts=invoke).value
-    return Image(value, parameter.apply(lambda p: f"ssm:{p}"), True)
+    follows = bool(_ARCH_SEGMENT.match(args.ami_ssm_parameter))
+    return Image(value, parameter.apply(lambda p: f"ssm:{p}"), True, architecture if follows else None)
+
+
+def is_of_architecture(ami_id: str, architecture: str, parent: pulumi.Resource) -> pulumi.Output[bool]:
+    """Whether the Deep Learning AMI ``ami_id`` is of ``architecture`` (one DescribeImages).
+
+    False also when the AMI is gone (old AMIs get deregistered), so that never raises an alarm.
+    """
+    found = aws.ec2.get_ami_ids_output(
+        owners=["amazon"],  # the owner of the Deep Learning AMIs
+        include_deprecated=True,
+        filters=[
+            aws.ec2.GetAmiIdsFilterArgs(name="image-id", values=[ami_id]),
+            aws.ec2.GetAmiIdsFilterArgs(name="architecture", values=[architecture]),
+        ],
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    )
+    return found.ids.apply(bool)

@@ -6,9 +6,9 @@ import pulumi
 import pulumi_aws as aws
 
 import cloud_init
-from desktop.config import SETTINGS_BY_FIELD, DesktopArgs
+from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.identity import Identity, Partition
-from desktop.image import Image
+from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.storage import Storage
 
 # Inputs whose change would make the provider replace the instance, and so delete
@@ -89,17 +89,41 @@ def _warn_on_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: I
             lambda actual, key=key, wanted=wanted: _warn_if_differs(key, actual, wanted, instance)
         )
     if image.from_ssm:
-        pulumi.Output.all(instance.ami, image.ami_id).apply(lambda v: _note_newer_ami(*v, instance))
+        pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
+            lambda v: _check_kept_ami(*v, args.instance_type, instance))
 
 
-def _note_newer_ami(kept: str, newest: str, instance: aws.ec2.Instance) -> None:
-    if kept and newest and kept != newest:
-        pulumi.log.info(
-            f"a newer Deep Learning AMI ({newest}) is published; the desktop keeps {kept}. To move to it, "
-            f"`pulumi config set amiId {newest}` (this replaces the instance and deletes its root "
-            "volume: copy your work to EFS or S3 first).",
-            instance,
-        )
+def _check_kept_ami(kept: str, newest: str, architecture, instance_type: str, instance: aws.ec2.Instance):
+    """The SSM parameter names another AMI than the one the desktop keeps: either a newer
+    one was published (say so), or instanceType moved to the other architecture, which
+    the kept AMI cannot run. That is a ConfigError, raised when the preview gives the
+    kept AMI, so `pulumi up` stops there, instead of EC2 refusing the change after the
+    provider has stopped the instance."""
+    if not kept or not newest or kept == newest:
+        return None
+    move = (f"`pulumi config set amiId {newest}` (this replaces the instance and deletes its root "
+            "volume: copy your work to EFS or S3 first)")
+    if architecture is None:
+        return _note_newer_ami(kept, newest, move, instance)
+    other = other_architecture(architecture)
+
+    def say(kept_is_other: bool) -> None:
+        if not kept_is_other:
+            return _note_newer_ami(kept, newest, move, instance)
+        raise ConfigError([Problem(
+            SETTINGS_BY_FIELD["instance_type"].key, instance_type,
+            f"an {other} type like the desktop's AMI {kept}, which the desktop keeps ({instance_type} is "
+            f"{architecture}); or move to the {architecture} AMI: {move}",
+        )])
+
+    return is_of_architecture(kept, other, parent=instance).apply(say)
+
+
+def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instance) -> None:
+    pulumi.log.info(
+        f"a newer Deep Learning AMI ({newest}) is published; the desktop keeps {kept}. To move to it, {move}.",
+        instance,
+    )
 
 
 def _warn_if_differs(key: str, actual, wanted, instance: aws.ec2.Instance) -> None:

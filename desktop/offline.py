@@ -79,12 +79,14 @@ class AccountMocks(pulumi.runtime.Mocks):
         placeholders: bool = False,
         architectures: Optional[Callable[[str], list[str]]] = None,
         ssm_parameters: Optional[dict[str, str]] = None,
+        images: Optional[dict[str, str]] = None,
     ):
         self.partition = partition
         self.region = region
         self.placeholders = placeholders
         self.architectures = architectures or _architectures
         self.ssm_parameters = ssm_parameters
+        self.images = images or {}  # AMI id -> architecture, for DescribeImages
         self.invocations: list[Invocation] = []
 
     # -- invokes -----------------------------------------------------------
@@ -111,6 +113,11 @@ class AccountMocks(pulumi.runtime.Mocks):
                 value = _fake("ami", name)
             return {"id": name, "name": name, "value": value, "insecureValue": value, "type": "String",
                     "arn": f"arn:{self.partition}:ssm:{self.region}::parameter{name}", "version": 1}, []
+        if token == "aws:ec2/getAmiIds:getAmiIds":
+            wanted = {f["name"]: f["values"] for f in given.get("filters") or ()}
+            ids = [ami for ami, arch in self.images.items()
+                   if ami in wanted.get("image-id", [ami]) and arch in wanted.get("architecture", [arch])]
+            return {"id": self.region, "ids": ids, "owners": given.get("owners", [])}, []
         raise NotImplementedError(f"offline rendering has no answer for the invoke {token}")
 
     # -- resources ---------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from parliament import analyze_policy_string
 
 from conftest import GOOD
 from desktop import DeepLearningDesktop, offline
 from desktop.component import TYPE
-from desktop.config import parse
+from desktop.config import ConfigError, parse
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -171,6 +172,62 @@ def test_a_kept_value_that_differs_from_the_config_is_warned_about(run_main):
     assert any("subnetId" in w and "subnet-0aaaaaaaaaaaaaaaa" in w for w in kept)
     assert any("keyName" in w and "old-key" in w for w in kept)
     assert not [w for w in run_main().warnings if "pulumi up --replace" in w]
+
+
+KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"
+NEWEST = {"x86_64": "ami-0bbbbbbbbbbbbbbbb", "arm64": "ami-0cccccccccccccccc"}
+GET_AMI_IDS = "aws:ec2/getAmiIds:getAmiIds"
+
+
+class _DeployedEarlier(offline.AccountMocks):
+    """An account whose desktop was created from an older x86_64 DLAMI, since replaced in SSM."""
+
+    def __init__(self, kept_architecture: str | None = "x86_64"):
+        parameter = "/aws/service/deeplearning/ami/{}/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+        super().__init__(ssm_parameters={parameter.format(a): ami for a, ami in NEWEST.items()},
+                         images={KEPT_AMI: kept_architecture} if kept_architecture else {})
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        if args.typ == INSTANCE:
+            state.update(ami=KEPT_AMI)  # what ignore_changes keeps
+        return rid, state
+
+
+def logged(rendering, level):
+    return [message for each, message in rendering.logs if each == level]
+
+
+def test_a_newer_ami_in_ssm_is_only_mentioned(run_main):
+    r = run_main(mocks=_DeployedEarlier())
+    assert not logged(r, "error")
+    (note,) = [m for m in logged(r, "info") if "newer Deep Learning AMI" in m]
+    assert KEPT_AMI in note and f"pulumi config set amiId {NEWEST['x86_64']}" in note
+
+
+def test_moving_to_the_other_architecture_with_the_kept_ami_stops_at_the_preview(run_main):
+    with pytest.raises(ConfigError) as caught:
+        run_main(mocks=_DeployedEarlier(), instanceType="g5g.xlarge")
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.value) == ("instanceType", "g5g.xlarge")
+    assert f"an x86_64 type like the desktop's AMI {KEPT_AMI}" in problem.expected
+    assert "g5g.xlarge is arm64" in problem.expected
+    assert f"pulumi config set amiId {NEWEST['arm64']}" in problem.expected
+
+
+def test_a_deregistered_kept_ami_raises_no_alarm(run_main):
+    r = run_main(mocks=_DeployedEarlier(kept_architecture=None), instanceType="g5g.xlarge")
+    assert not logged(r, "error")
+    assert [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
+
+
+def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main):
+    assert not [inv for inv in run_main().invocations if inv.token == GET_AMI_IDS]
+    r = run_main(mocks=_DeployedEarlier())  # an x86_64 type: is the kept AMI arm64?
+    (lookup,) = [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
+    assert lookup.args["owners"] == ["amazon"] and lookup.args["includeDeprecated"] is True
+    assert {f["name"]: f["values"] for f in lookup.args["filters"]} == {
+        "image-id": [KEPT_AMI], "architecture": ["arm64"]}
 
 
 def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
