@@ -399,7 +399,8 @@ def read_stack(stack: str = "dev", project_dir: Optional[Path] = None) -> StackC
     if not isinstance(config, dict):
         raise StackNotFound(f"{path}: 'config' must be a mapping of keys to values")
     raw, other = {}, {}
-    for name, value in config.items():
+    # The project's defaults and values first, then the stack's over them, as the CLI does.
+    for name, value in [*_project_config(project_dir).items(), *config.items()]:
         namespace, _, key = str(name).partition(":")
         if not key:
             namespace, key = PROJECT, namespace
@@ -410,3 +411,20 @@ def read_stack(stack: str = "dev", project_dir: Optional[Path] = None) -> StackC
         else:
             other[f"{namespace}:{key}"] = value
     return StackConfig(stack, raw, other)
+
+
+def _project_config(project_dir: Path) -> dict[str, Any]:
+    """The ``config:`` of ``Pulumi.yaml``: each key's ``default`` or ``value`` (or bare value)."""
+    import yaml
+
+    path = project_dir / "Pulumi.yaml"
+    if not path.is_file():
+        return {}
+    declared = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    values = {}
+    for name, item in declared.items():
+        if not isinstance(item, dict):
+            values[name] = item
+        elif "default" in item or "value" in item:
+            values[name] = item.get("default", item.get("value"))
+    return values

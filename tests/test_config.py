@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import yaml
@@ -121,14 +122,37 @@ def test_any_string_for_any_key_passes_or_raises_config_error(key, value):
         assert isinstance(parsed.args, DesktopArgs)
 
 
-def test_pulumi_yaml_schema_declares_every_key_with_its_type():
+def test_pulumi_yaml_schema_declares_every_key_with_its_type_and_the_code_default():
+    # The Pulumi CLI requires every typed key without a `default` before the program runs
+    # ("Stack 'dev' is missing configuration value ..."), so each optional key needs the
+    # code's default here, of the declared type, and a required key must have none.
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == config.PROJECT
     schema = project["config"]
     assert set(schema) == set(config.SETTINGS_BY_KEY)
+    python_type = {"string": str, "integer": int, "boolean": bool}
     for setting in config.SETTINGS:
-        assert schema[setting.key]["type"] == setting.kind
-        assert schema[setting.key]["description"]
+        declared = schema[setting.key]
+        assert declared["type"] == setting.kind
+        assert declared["description"]
+        code_default = config.default(setting.key)
+        if setting.key in config.REQUIRED_KEYS:
+            assert "default" not in declared, setting.key
+            continue
+        assert "default" in declared, f"{setting.key} has no default: the Pulumi CLI would require it"
+        assert type(declared["default"]) is python_type[setting.kind], setting.key
+        assert declared["default"] == ("" if code_default is None else code_default), setting.key
+
+
+def test_a_stack_with_only_the_required_keys_gets_the_project_defaults(tmp_path):
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.min.yaml").write_text(yaml.safe_dump({"config": {
+        f"{config.PROJECT}:{key}": value for key, value in GOOD.items()} | {
+        f"{config.PROJECT}:ebsVolumeSize": "300", "aws:region": "eu-west-1"}}))
+    stack = config.read_stack("min", tmp_path)
+    assert stack.raw["instanceType"] == config.default("instanceType")  # from Pulumi.yaml
+    assert stack.raw["ebsVolumeSize"] == "300"  # the stack's value wins
+    assert stack.parse().args.ebs_volume_size == 300 and stack.region == "eu-west-1"
 
 
 def test_dev_stack_file_is_valid_and_read_like_the_program_reads_it():
