@@ -8,6 +8,7 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from desktop import operate, plan, preflight
@@ -41,4 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        # The reader went away (`plan | head`): stop quietly. Point stdout at devnull so
+        # that the flush at exit does not fail again (the Python documentation's recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -110,6 +111,19 @@ def test_plan_command_runs_as_a_person_runs_it_and_is_fast():
     assert done.stderr == ""
     assert "Offline rendering" in done.stdout
     assert elapsed < 5, f"plan took {elapsed:.1f} s"
+
+
+def test_plan_piped_into_head_stops_quietly():
+    # `python -m desktop plan | head` closes the pipe early: no traceback on stderr.
+    # Here the reading end is closed before the plan starts, so every write fails.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "desktop", "plan"], cwd=ROOT, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 1
 
 
 def test_china_region_renders_china_arns(project, capsys):
