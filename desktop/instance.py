@@ -12,8 +12,11 @@ from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.storage import Storage
 
 # Inputs whose change would make the provider replace the instance, and so delete
-# its root volume. The instance keeps its current value and the program warns
-# instead; `pulumi up --replace <urn>` moves it on purpose.
+# its root volume. They are ignored for changes, so that the preview shows the
+# instance's own value, and a config that differs from it stops `pulumi up` there
+# with a ConfigError: nothing half-moves (the mount target and the user data follow
+# the config). Ignored values are kept even by `pulumi up --replace`; moving on
+# purpose is `pulumi destroy --target <instance URN>`, then `pulumi up`.
 # Each: (the provider's property, the instance attribute, the DesktopArgs field).
 KEPT_ON_CHANGE = (
     ("subnetId", "subnet_id", "subnet_id"),
@@ -77,17 +80,14 @@ def desktop_instance(
             depends_on=[storage.mount_target] if storage.mount_target else [],
         ),
     )
-    _warn_on_kept_values(instance, args, image)
+    _check_kept_values(instance, args, image)
     return instance
 
 
-def _warn_on_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
-    """Say when config asks for a value the instance keeps (see KEPT_ON_CHANGE)."""
-    for _, attribute, field in KEPT_ON_CHANGE:
-        key, wanted = SETTINGS_BY_FIELD[field].key, getattr(args, field)
-        getattr(instance, attribute).apply(
-            lambda actual, key=key, wanted=wanted: _warn_if_differs(key, actual, wanted, instance)
-        )
+def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
+    """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
+    kept = [getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE]
+    pulumi.Output.all(instance.urn, *kept).apply(lambda v: _refuse_differences(v[0], v[1:], args))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -126,12 +126,17 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _warn_if_differs(key: str, actual, wanted, instance: aws.ec2.Instance) -> None:
-    if actual is None or actual == wanted:
-        return
-    pulumi.log.warn(
-        f"{key} is {wanted!r} in the config but the desktop has {actual!r}; it keeps {actual!r}, because "
-        "changing it would replace the instance and delete its root volume. To do it anyway, save "
-        "your work to EFS or S3 and run `pulumi up --replace <instance URN>`.",
-        instance,
-    )
+def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs) -> None:
+    problems = []
+    for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
+        wanted = getattr(args, field)
+        if actual is None or actual == wanted:
+            continue
+        problems.append(Problem(
+            SETTINGS_BY_FIELD[field].key, wanted,
+            f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your "
+            f"work would go with the old one. Set it back, or to move on purpose copy your work to EFS or S3, "
+            f"then `pulumi destroy --target '{urn}'` and `pulumi up`",
+        ))
+    if problems:
+        raise ConfigError(problems)

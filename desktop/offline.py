@@ -2,7 +2,7 @@
 
 Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
 records every resource registration with the options a reviewer cares about
-(parent, retain-on-delete, ignore-changes, dependencies); :class:`AccountMocks`
+(parent, retain-on-delete, delete-before-replace, ignore-changes, dependencies); :class:`AccountMocks`
 answers the invokes (partition, region, instance type, SSM parameter) and fills
 in the values that only AWS knows after deploy.
 """
@@ -48,6 +48,7 @@ class Registration:
     inputs: dict
     retain_on_delete: bool
     protect: bool
+    delete_before_replace: bool
     ignore_changes: list[str]
     dependencies: list[str]
     state: dict = field(default_factory=dict)
@@ -185,6 +186,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
                 retain_on_delete=request.retainOnDelete if request.HasField("retainOnDelete") else False,
                 protect=request.protect if request.HasField("protect") else False,
+                delete_before_replace=request.deleteBeforeReplace,
                 ignore_changes=list(request.ignoreChanges),
                 dependencies=list(request.dependencies),
                 state=self.resources[response.urn].state if response.urn in self.resources else {},

@@ -149,6 +149,8 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
         ]
     if reg.retain_on_delete:
         out.append("kept on destroy and on replacement (retain_on_delete)")
+    if reg.delete_before_replace:
+        out.append("a replacement deletes it before creating the new one (delete_before_replace)")
     if reg.ignore_changes:
         out.append(f"changes ignored, so they never replace it: {', '.join(reg.ignore_changes)}")
     return out
@@ -205,7 +207,8 @@ def plan_document(rendering: Rendering) -> dict:
         "resources": [
             {
                 "type": reg.type, "name": reg.name, "parent": reg.parent,
-                "retainOnDelete": reg.retain_on_delete, "ignoreChanges": reg.ignore_changes,
+                "retainOnDelete": reg.retain_on_delete, "deleteBeforeReplace": reg.delete_before_replace,
+                "ignoreChanges": reg.ignore_changes,
                 "inputs": {k: v for k, v in reg.inputs.items() if k != "userData"},
             }
             for reg in rendering.registrations

@@ -59,6 +59,8 @@ def file_system(
         file_system_id=efs.id,
         subnet_id=args.subnet_id,
         security_groups=[nfs_group.id],
-        opts=opts,
+        # EFS allows one mount target per zone: a new one in the same zone can only
+        # be created once the old one is gone.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
     )
     return Storage(efs.id, mount_target)

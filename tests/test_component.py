@@ -69,6 +69,8 @@ def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mou
     assert nfs["referencedSecurityGroupId"] == r.outputs["DesktopSecurityGroup"]
     # The desktop boots after its mount target exists, so the first mount can succeed.
     assert target.urn in instance_of(r).dependencies
+    # One mount target per zone: a replacement must delete the old one first.
+    assert target.delete_before_replace and not efs.delete_before_replace
     assert not any(reg.retain_on_delete for reg in r.registrations if reg.type != EFS)
 
 
@@ -165,13 +167,20 @@ class _DeployedElsewhere(offline.AccountMocks):
         return rid, state
 
 
-def test_a_kept_value_that_differs_from_the_config_is_warned_about(run_main):
-    r = run_main(mocks=_DeployedElsewhere())
-    kept = [w for w in r.warnings if "pulumi up --replace" in w]
-    assert len(kept) == 2
-    assert any("subnetId" in w and "subnet-0aaaaaaaaaaaaaaaa" in w for w in kept)
-    assert any("keyName" in w and "old-key" in w for w in kept)
-    assert not [w for w in run_main().warnings if "pulumi up --replace" in w]
+def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main):
+    # The mount target and the user data follow the config, the instance keeps its
+    # own values: rather than half-move, `pulumi up` stops and says how to move.
+    with pytest.raises(ConfigError) as caught:
+        run_main(mocks=_DeployedElsewhere())
+    problems = {p.key: p for p in caught.value.problems}
+    assert set(problems) == {"subnetId", "keyName"}
+    assert problems["subnetId"].value == GOOD["subnetId"]
+    assert "the desktop's own 'subnet-0aaaaaaaaaaaaaaaa'" in problems["subnetId"].expected
+    assert "the desktop's own 'old-key'" in problems["keyName"].expected
+    instance_urn = "urn:pulumi:test::deep-learning-desktop::" \
+        "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test-instance"
+    assert f"pulumi destroy --target '{instance_urn}'" in problems["keyName"].expected
+    run_main()  # a desktop whose values match goes through
 
 
 KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"

@@ -49,6 +49,8 @@ def test_plan_of_the_dev_stack_lists_every_resource_and_output(capsys):
     assert "ingress tcp port 22 from 203.0.113.7/32 (SSH) in dev-sg" in out
     assert "ingress tcp port 8443 from 203.0.113.7/32 (DCV) in dev-sg" in out
     assert "kept on destroy" in out and "IMDS tokens required" in out
+    mount_target = out[out.index("dev-efs-mount-target  ("):out.index("dev-role  (")]
+    assert "deletes it before creating the new one" in mount_target
     assert "<instance id, known after deploy>" in out
     assert "Warnings: none" in out
 
