@@ -1,7 +1,7 @@
 #!/bin/bash
 # Deep learning desktop boot script; cloud-init runs it on EVERY boot (see the
 # cloud-config part). First boot: install GNOME + Amazon DCV, then reboot once.
-# Later boots: no installs, no reboot; re-apply the values, mount EFS, wait for DCV.
+# Later boots: no installs, no reboot; re-apply the values, wait for DCV, mount EFS.
 # cloud_init.render puts REGION, DNS_SUFFIX, EFS_FILE_SYSTEM_ID, EFS_MOUNT_PATH,
 # ROLE_ARN, SECURITY_GROUP_ID and SUBNET_ID above this text as quoted assignments.
 set -euo pipefail
@@ -284,8 +284,6 @@ write_fstab() {
 
 mount_efs() {
   local target="$ROOT$EFS_MOUNT_PATH" n
-  mkdir -p "$target"
-  chown ubuntu:ubuntu "$target"
   if ! mountpoint -q "$target"; then
     for ((n = 1; n <= EFS_MOUNT_ATTEMPTS; n++)); do
       if timeout 60 mount -T "$ROOT/etc/fstab" "$target"; then
@@ -303,14 +301,17 @@ mount_efs() {
   stage "efs mounted at $EFS_MOUNT_PATH"
 }
 
+# The fstab line (systemd mounts it at every boot; nofail: a missing EFS never holds
+# the boot up) and the mount point. False when the values are unusable.
 configure_efs() {
   stage "configuring efs"
   if ! efs_values_ok; then
     stage "efs skipped: malformed file system id, region or mount path"
-    return 0
+    return 1
   fi
   write_fstab
-  mount_efs
+  mkdir -p "$ROOT$EFS_MOUNT_PATH"
+  chown ubuntu:ubuntu "$ROOT$EFS_MOUNT_PATH"
 }
 
 write_aws_config() {
@@ -377,7 +378,8 @@ first_boot() {
   install_desktop
   install_dcv
   apply_values
-  configure_efs
+  # Only the fstab line: the reboot follows, and EFS is mounted at the next boot.
+  configure_efs || true
   motd "NICE DCV server is enabled!"
   touch "$FIRST_BOOT_DONE"
   stage "first boot complete, rebooting"
@@ -386,10 +388,16 @@ first_boot() {
 }
 
 later_boot() {
+  local efs=yes
   stage "later boot"
   apply_values
-  configure_efs
+  configure_efs || efs=""
+  # DCV first: a slow or missing EFS (its bounded retries take minutes) must not
+  # hold back the desktop; EFS appears in it once mounted.
   wait_for_dcv
+  if [[ -n "$efs" ]]; then
+    mount_efs
+  fi
 }
 
 main() {

@@ -139,7 +139,8 @@ def test_first_boot_files_and_progress(sandbox):
     efs = [e for e in fstab_entries(box) if e[1] == "/home/ubuntu/efs"]
     assert efs == [["fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/", "/home/ubuntu/efs", "nfs4", NFS_OPTIONS, "0", "0"]]
     assert fstab_entries(box)[0][1] == "/", "the root file system line is kept"
-    assert box.mounted() == [str(box.path("/home/ubuntu/efs"))]
+    # The reboot follows: EFS is in fstab with its mount point ready; the next boot mounts it.
+    assert first.named("mount") == [] and box.mounted() == []
     assert ["chown", "ubuntu:ubuntu", str(box.path("/home/ubuntu/efs"))] in first.calls
 
     aws = configparser.ConfigParser()
@@ -279,15 +280,30 @@ def test_existing_files_are_kept_and_old_lines_replaced(sandbox):
     ]
 
 
+def test_later_boots_mount_efs_once_dcv_is_ready(sandbox):
+    box = sandbox(version="24.04")
+    assert box.boot().returncode == 0
+    later = box.boot()
+    assert later.returncode == 0 and later.reboots == 0
+    assert box.mounted() == [str(box.path("/home/ubuntu/efs"))]
+    lines = box.console_lines()
+    assert lines.index("deep-learning-desktop: ready") < lines.index(
+        "deep-learning-desktop: efs mounted at /home/ubuntu/efs")
+
+
 def test_slow_efs_never_blocks_the_boot(sandbox):
     box = sandbox(version="24.04")
     box.env["STUB_MOUNT_FAIL"] = "1"
     first = box.boot()
     assert first.returncode == 0, first.output
-    assert first.reboots == 1
-    assert len(first.named("mount")) == 10, "bounded retries"
+    assert first.reboots == 1 and first.named("mount") == []
+    later = box.boot()
+    assert later.returncode == 0, later.output
+    assert len(later.named("mount")) == 10, "bounded retries"
     assert box.mounted() == []
-    assert any("efs not mounted yet" in line for line in box.console_lines())
+    lines = box.console_lines()
+    gave_up = [n for n, line in enumerate(lines) if "efs not mounted yet" in line]
+    assert gave_up and lines.index("deep-learning-desktop: ready") < gave_up[0], "DCV does not wait for EFS"
 
 
 def test_ready_only_when_dcv_answers(sandbox):
