@@ -91,7 +91,7 @@ def _valid_mount_path(v: str) -> bool:
     return (
         len(v) <= MOUNT_PATH_MAX
         and _MOUNT_PATH_CHARS.fullmatch(v) is not None
-        and ".." not in v.split("/")
+        and ".." not in v
         and posixpath.normpath(v) == v
     )
 
