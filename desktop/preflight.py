@@ -21,7 +21,7 @@ import botocore.exceptions
 from desktop import aws
 from desktop.config import OPEN_CIDR, PROJECT_DIR, DesktopArgs, read_stack
 from desktop.image import architecture_of, ssm_parameter_for
-from desktop.ports import DCV_PORT, SSH_PORT
+from desktop.ports import DCV_PORT, NFS_PORT, SSH_PORT
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -338,7 +338,9 @@ def check_vcpu_quota(account: Account) -> Iterable[Result]:
                        "(other running instances of that quota count too)")
 
 
-def _admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IPv4Network) -> bool:
+def _admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IPv4Network,
+            group: Optional[str] = None) -> bool:
+    """Whether the rules admit ``protocol``/``port`` from all of ``cidr``, or from the security ``group``."""
     for permission in permissions:
         proto = str(permission.get("IpProtocol"))
         if proto != "-1" and (  # "-1": every protocol and port
@@ -346,6 +348,8 @@ def _admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.I
             or not permission.get("FromPort", 0) <= port <= permission.get("ToPort", 65535)
         ):
             continue
+        if group and any(pair.get("GroupId") == group for pair in permission.get("UserIdGroupPairs", [])):
+            return True
         for ip_range in permission.get("IpRanges", []):
             try:
                 allowed = ipaddress.IPv4Network(ip_range["CidrIp"], strict=False)
@@ -428,7 +432,30 @@ def check_efs(account: Account) -> Iterable[Result]:
                            f"{subnet['SubnetId']}): create one (`aws efs create-mount-target --file-system-id "
                            f"{fs_id} --subnet-id {subnet['SubnetId']} --security-groups SG_ALLOWING_NFS`)")
         return
-    yield Result(PASS, f"EFS file system {fs_id} has mount target {in_zone[0]['MountTargetId']} in {zone}")
+    target = in_zone[0]["MountTargetId"]
+    yield Result(PASS, f"EFS file system {fs_id} has mount target {target} in {zone}")
+    yield from _check_nfs_admitted(account, target, subnet)
+
+
+def _check_nfs_admitted(account: Account, target: str, subnet: dict) -> Iterable[Result]:
+    """The given EFS's mount target must admit NFS from the desktop: from a given desktop
+    group, or from a range holding the subnet (a group this program creates does not
+    exist yet, so no rule can name it)."""
+    groups = account.aws.client("efs").describe_mount_target_security_groups(
+        MountTargetId=target).get("SecurityGroups") or []
+    permissions = [permission for group in (
+        account.ec2().describe_security_groups(GroupIds=groups)["SecurityGroups"] if groups else [])
+        for permission in group.get("IpPermissions", [])]
+    desktop_group = account.args.security_group_id
+    subnet_range = ipaddress.IPv4Network(subnet["CidrBlock"])
+    if _admits(permissions, "tcp", NFS_PORT, subnet_range, group=desktop_group):
+        yield Result(PASS, f"mount target {target} admits NFS (TCP {NFS_PORT}) from the desktop")
+        return
+    source = f"--source-group {desktop_group}" if desktop_group else f"--cidr {subnet_range}"
+    yield Result(WARN, f"mount target {target} (security groups {', '.join(groups) or 'none'}) admits no NFS "
+                       f"(TCP {NFS_PORT}) from {desktop_group or 'the subnet ' + str(subnet_range)}: EFS will not "
+                       f"mount; add `aws ec2 authorize-security-group-ingress --group-id {groups[0] if groups else 'SG'} "
+                       f"--protocol tcp --port {NFS_PORT} {source}`, or unset efsFileSystemId to have one created")
 
 
 def check_access_cidr(account: Account) -> Iterable[Result]:

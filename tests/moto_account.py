@@ -238,7 +238,11 @@ def seed_good_account(region: str = REGION, zone: str = ZONE, instance_type: str
         s3.create_bucket(Bucket="my-dl-bucket", CreateBucketConfiguration={"LocationConstraint": region})
     efs = client("efs", region)
     efs_id = efs.create_file_system(CreationToken="desktop", Encrypted=True)["FileSystemId"]
-    efs.create_mount_target(FileSystemId=efs_id, SubnetId=subnet_id)
+    # Its mount target admits NFS from the desktop's group, as a given EFS must.
+    nfs_group = ec2.create_security_group(GroupName="efs-nfs", Description="nfs", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=nfs_group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "UserIdGroupPairs": [{"GroupId": group_id}]}])
+    efs.create_mount_target(FileSystemId=efs_id, SubnetId=subnet_id, SecurityGroups=[nfs_group])
     images = {arch: add_image(arch, region) for arch in ("x86_64", "arm64")}
     for arch, image_id in images.items():
         put_public_parameter(DLAMI_PARAMETER.format(arch=arch), image_id, region)

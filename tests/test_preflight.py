@@ -59,6 +59,13 @@ def account(moto_module):
         GroupName="other", Description="other", VpcId=extra.vpc2)["GroupId"]
     # An EFS file system without any mount target.
     extra.efs_no_target = client("efs").create_file_system(CreationToken="bare")["FileSystemId"]
+    # An EFS whose mount target admits NFS from the whole VPC range (so from any new group too).
+    extra.efs_by_range = client("efs").create_file_system(CreationToken="by-range")["FileSystemId"]
+    vpc_nfs = ec2.create_security_group(GroupName="vpc-nfs", Description="nfs", VpcId=good.vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=vpc_nfs, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}])
+    client("efs").create_mount_target(FileSystemId=extra.efs_by_range, SubnetId=good.subnet_id,
+                                      SecurityGroups=[vpc_nfs])
     # A bucket in another region, and an arm64 AMI for an x86_64 instance type.
     client("s3").create_bucket(Bucket="far-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     # EC2 quotas exist in every account; moto's Service Quotas knows none, so the test sets
@@ -105,6 +112,7 @@ def test_a_good_account_passes_as_a_whole(preflight, account):
     line(result, "PASS", "L-DB2E81BA", "is 8", "needs 4")
     line(result, "PASS", account.good.security_group_id, "admits TCP 22 and 8443")
     line(result, "PASS", account.good.efs_id, "mount target", "us-east-1a")
+    line(result, "PASS", "admits NFS (TCP 2049) from the desktop")
     line(result, "PASS", "accessCidr 203.0.113.7/32")
     assert "0 failed" in result.lines[-1]
 
@@ -388,6 +396,20 @@ def test_efs_without_a_mount_target_in_the_zone_fails(preflight, account):
     assert result.code == 1
     line(result, "FAIL", f"EFS file system {account.efs_no_target} has no mount target in us-east-1a",
          "create-mount-target")
+
+
+def test_efs_that_admits_nfs_only_from_another_group_warns(preflight, account):
+    # The mount target admits the given desktop group; a group pulumi up creates is not it.
+    result = preflight(securityGroupId=None)
+    assert result.code == 0, result.out
+    warning = line(result, "WARN", "admits no NFS (TCP 2049) from the subnet 10.0.1.0/24", "EFS will not mount")
+    assert "--protocol tcp --port 2049 --cidr 10.0.1.0/24" in warning
+
+
+def test_efs_that_admits_nfs_from_the_vpc_range_passes_with_a_new_group(preflight, account):
+    result = preflight(securityGroupId=None, efsFileSystemId=account.efs_by_range)
+    assert result.code == 0, result.out
+    line(result, "PASS", "admits NFS (TCP 2049) from the desktop")
 
 
 def test_missing_efs_fails(preflight):
