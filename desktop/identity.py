@@ -16,12 +16,29 @@ from desktop.config import DesktopArgs
 
 SAGEMAKER_POLICY = "AmazonSageMakerFullAccess"
 
-# Bucket-level and object-level actions, each on the resource it applies to.
-BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads")
+# Bucket-level and object-level actions, each on the resource it applies to. Together
+# they are the data work the sample's s3:Get*, s3:List*, s3:PutObject* and
+# s3:DeleteObject* allowed (objects, their versions, tags and ACLs, multipart uploads),
+# without its bucket configuration reads (policy, encryption, lifecycle, ...).
+BUCKET_ACTIONS = (
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetBucketLocation",
+    "s3:GetBucketVersioning",
+)
 OBJECT_ACTIONS = (
     "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:GetObjectAcl",
     "s3:PutObject",
+    "s3:PutObjectTagging",
+    "s3:PutObjectAcl",
     "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )

@@ -253,6 +253,9 @@ def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     assert resources == {"arn:aws:s3:::my-dl-data", "arn:aws:s3:::my-dl-data/*"}
     actions = {a for s in policies["s3-read-write"]["Statement"] for a in s["Action"]}
     assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= actions
+    # What the sample's wildcards allowed for the data: versions, tags, ACLs.
+    assert {"s3:ListBucketVersions", "s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:GetObjectTagging",
+            "s3:PutObjectTagging", "s3:PutObjectAcl"} <= actions
     assert not any("*" in a for a in actions)
     (dcv,) = policies["dcv-license-s3"]["Statement"]
     assert dcv["Action"] == "s3:GetObject" and dcv["Resource"] == "arn:aws:s3:::dcv-license.us-west-2/*"
