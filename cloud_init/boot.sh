@@ -12,6 +12,7 @@ ROOT="${DLD_ROOT:-}"
 CONSOLE="${DLD_CONSOLE:-$ROOT/dev/console}"
 STATE_DIR="$ROOT/var/lib/deep-learning-desktop"
 FIRST_BOOT_DONE="$STATE_DIR/first-boot-done"
+NVIDIA_X_DONE="$STATE_DIR/nvidia-x-configured"
 LOG="$ROOT/var/log/deep-learning-desktop.log"
 MOTD="$ROOT/etc/motd"
 USER_HOME="$ROOT/home/ubuntu"
@@ -118,14 +119,23 @@ has_nvidia_gpu() {
   [[ -n "$devices" ]]
 }
 
+# DCV's documented X setup for NVIDIA GPUs (console sessions), once per machine.
+# It needs a working driver, so a driver this script installed gets it at the
+# boot after the reboot (see later_boot).
+configure_nvidia_x() {
+  if command -v nvidia-xconfig >/dev/null; then
+    nvidia-xconfig --preserve-busid --enable-all-gpus --output-xconfig="$ROOT/etc/X11/xorg.conf"
+  else
+    echo "nvidia-xconfig not found; X uses its own defaults"
+  fi
+  touch "$NVIDIA_X_DONE"
+}
+
 install_display() {
   if has_nvidia_gpu; then
     if nvidia-smi >/dev/null 2>&1; then
       stage "nvidia driver already works"
-      # DCV's documented X setup for NVIDIA GPUs (console sessions).
-      if command -v nvidia-xconfig >/dev/null; then
-        nvidia-xconfig --preserve-busid --enable-all-gpus --output-xconfig="$ROOT/etc/X11/xorg.conf"
-      fi
+      configure_nvidia_x
     else
       # ubuntu-drivers picks the driver Ubuntu recommends for this GPU and
       # kernel (signed modules, follows kernel updates) instead of a pinned one.
@@ -390,6 +400,13 @@ first_boot() {
 later_boot() {
   local efs=yes
   stage "later boot"
+  if [[ ! -e "$NVIDIA_X_DONE" ]] && has_nvidia_gpu && nvidia-smi >/dev/null 2>&1; then
+    # The driver the first boot installed works now: set X up for it, and restart
+    # the display and DCV so that the console session uses it.
+    stage "configuring x for the nvidia driver"
+    configure_nvidia_x
+    systemctl restart display-manager dcvserver
+  fi
   apply_values
   configure_efs || efs=""
   # DCV first: a slow or missing EFS (its bounded retries take minutes) must not

@@ -160,6 +160,26 @@ def test_first_boot_files_and_progress(sandbox):
         assert line in log and line in first.output
 
 
+def test_x_is_set_up_for_the_nvidia_driver_once_it_works(sandbox):
+    restart = ["systemctl", "restart", "display-manager", "dcvserver"]
+    # A driver that works from the start: X is set up at the first boot.
+    ready = sandbox(version="24.04", gpu=True, nvidia_ok=True)
+    assert len(ready.boot().named("nvidia-xconfig")) == 1
+    later = ready.boot()
+    assert later.named("nvidia-xconfig") == [] and restart not in later.calls
+    # A driver the first boot installed works only after the reboot: X is set up then, once.
+    box = sandbox(version="20.04", gpu=True, nvidia_ok=False)
+    first = box.boot()
+    assert first.named("ubuntu-drivers") and first.named("nvidia-xconfig") == []
+    box.env["STUB_NVIDIA_OK"] = "1"
+    second = box.boot()
+    (xconfig,) = second.named("nvidia-xconfig")
+    assert "--enable-all-gpus" in xconfig and restart in second.calls
+    assert second.package_calls == [] and second.reboots == 0
+    third = box.boot()
+    assert third.named("nvidia-xconfig") == [] and restart not in third.calls
+
+
 def test_failed_download_reports_and_the_next_boot_retries(sandbox):
     """A failing download leaves the machine without a reboot; the motd says what happened."""
     box = sandbox(version="22.04")
