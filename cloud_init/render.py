@@ -48,11 +48,13 @@ class UserDataTooLarge(ValueError):
 
 
 def _strip_comments(script: str) -> str:
-    """Drop comment-only and blank lines outside heredocs, keeping the shebang.
+    """Drop comment-only and blank lines outside heredocs, keeping the first line
+    (the shebang, or ``#cloud-config``).
 
-    The comments explain the script in its source file (cloud_init/boot.sh);
-    the user data has a hard size limit, so the copy sent to EC2 goes without.
-    Heredoc bodies are file contents and are kept byte for byte.
+    The comments explain the boot files in their sources (cloud_init/boot.sh,
+    cloud_init/cloud-config.yaml); the user data has a hard size limit, so the
+    copy sent to EC2 goes without. Heredoc bodies are file contents and are kept
+    byte for byte.
     """
     out: list[str] = []
     delimiter: str | None = None
@@ -134,7 +136,7 @@ def render(
         "security_group_id": security_group_id,
         "subnet_id": subnet_id,
     }
-    cloud_config = _CLOUD_CONFIG.read_text(encoding="utf-8")
+    cloud_config = _strip_comments(_CLOUD_CONFIG.read_text(encoding="utf-8"))
     script = _script(values)
     # A fixed boundary keeps the user data identical for identical inputs (a
     # random one would stop and start the instance on every `pulumi up`); derived
