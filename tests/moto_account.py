@@ -133,7 +133,7 @@ def throttling_endpoint(monkeypatch):
         requests = []
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
     yield ThrottlingEndpoint(url="http://127.0.0.1:%d" % server.server_address[1], requests=Handler.requests)
