@@ -10,8 +10,10 @@ Import the fixtures into a test module: ``from tests.moto_account import moto_se
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
+import json
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -61,6 +63,24 @@ def enforce_iam(url: str, enforce: bool) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=data, method="POST",
                                      headers={"Content-Type": "text/plain"})
     urllib.request.urlopen(request, timeout=10).close()
+
+
+@contextlib.contextmanager
+def as_iam_user(url: str, name: str, policy: Optional[dict] = None):
+    """Run the block as a new IAM user (with ``policy`` inline, if any) while moto checks IAM."""
+    iam = client("iam")
+    iam.create_user(UserName=name)
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        enforce_iam(url, True)
+        try:
+            yield
+        finally:
+            enforce_iam(url, False)
 
 
 def use_moto(monkeypatch, url: str, tmp_path) -> None:

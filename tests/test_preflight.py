@@ -3,7 +3,6 @@ passes and one where it fails, run as a person runs it (``AWS_ENDPOINT_URL``).""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +11,7 @@ from desktop.__main__ import main
 from desktop.aws import CLIENT_CONFIG
 from desktop.preflight import quota_for
 from tests.moto_account import (
-    DLAMI_PARAMETER, REGION, add_image, client, enforce_iam, moto_module, moto_server,  # noqa: F401
+    DLAMI_PARAMETER, REGION, add_image, as_iam_user, client, moto_module, moto_server,  # noqa: F401
     seed_good_account, set_ec2_quota, throttling_endpoint, write_stack,
 )
 
@@ -127,17 +126,8 @@ def test_no_credentials_is_one_line_and_exit_2(preflight, monkeypatch):
 
 
 def test_access_denied_is_one_line_and_exit_2(preflight, moto_module):
-    iam = client("iam")
-    iam.create_user(UserName="nobody")
-    key = iam.create_access_key(UserName="nobody")["AccessKey"]
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        enforce_iam(moto_module, True)
-        try:
-            result = preflight()
-        finally:
-            enforce_iam(moto_module, False)
+    with as_iam_user(moto_module, "nobody"):
+        result = preflight()
     assert result.code == 2
     assert result.err.startswith("error: access denied to ")
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
@@ -146,27 +136,18 @@ def test_access_denied_is_one_line_and_exit_2(preflight, moto_module):
 def test_a_bucket_these_credentials_may_not_reach_fails(preflight, moto_module, account):
     # A bucket of another account answers HeadBucket with 403; here an identity that may
     # do everything but touch this bucket gets the same answer from moto.
-    iam = client("iam")
-    iam.create_user(UserName="no-bucket")
-    iam.put_user_policy(UserName="no-bucket", PolicyName="all-but-the-bucket", PolicyDocument=json.dumps({
+    all_but_the_bucket = {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": "*", "Resource": "*"},
             {"Effect": "Deny", "Action": "s3:*", "Resource": ["arn:aws:s3:::my-dl-bucket",
                                                               "arn:aws:s3:::my-dl-bucket/*"]},
         ],
-    }))
-    key = iam.create_access_key(UserName="no-bucket")["AccessKey"]
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        enforce_iam(moto_module, True)
-        try:
-            # No given EFS: with IAM enforced, moto rejects the signature of EFS's
-            # DescribeFileSystems (a GET with a query string) whatever the policy says.
-            result = preflight(efsFileSystemId=None, s3Bucket="my-dl-bucket")
-        finally:
-            enforce_iam(moto_module, False)
+    }
+    with as_iam_user(moto_module, "no-bucket", all_but_the_bucket):
+        # No given EFS: with IAM enforced, moto rejects the signature of EFS's
+        # DescribeFileSystems (a GET with a query string) whatever the policy says.
+        result = preflight(efsFileSystemId=None, s3Bucket="my-dl-bucket")
     assert result.code == 1, result.out + result.err
     line(result, "FAIL", "S3 bucket 'my-dl-bucket' exists but is not reachable with these credentials (403)")
     assert [s for s in statuses(result) if s != "PASS"] == ["FAIL"], result.out
