@@ -157,21 +157,31 @@ def test_inputs_that_would_replace_the_instance_are_kept(run_main):
     assert ignored == {"subnetId", "keyName", "associatePublicIpAddress"}
 
 
-class _DeployedElsewhere(offline.AccountMocks):
-    """An account whose instance was created earlier in another subnet with another key."""
+class _Deployed(offline.AccountMocks):
+    """An account whose desktop was created earlier: the instance reports ``kept``
+    (what ignore_changes keeps) instead of the program's values."""
+
+    def __init__(self, kept: dict, **account):
+        super().__init__(**account)
+        self.kept = kept
 
     def new_resource(self, args):
         rid, state = super().new_resource(args)
         if args.typ == INSTANCE:
-            state.update(subnetId="subnet-0aaaaaaaaaaaaaaaa", keyName="old-key")
+            state.update(self.kept)
         return rid, state
+
+
+def _deployed_elsewhere():
+    """Created earlier in another subnet with another key."""
+    return _Deployed({"subnetId": "subnet-0aaaaaaaaaaaaaaaa", "keyName": "old-key"})
 
 
 def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main):
     # The mount target and the user data follow the config, the instance keeps its
     # own values: rather than half-move, `pulumi up` stops and says how to move.
     with pytest.raises(ConfigError) as caught:
-        run_main(mocks=_DeployedElsewhere())
+        run_main(mocks=_deployed_elsewhere())
     problems = {p.key: p for p in caught.value.problems}
     assert set(problems) == {"subnetId", "keyName"}
     assert problems["subnetId"].value == GOOD["subnetId"]
@@ -188,19 +198,12 @@ NEWEST = {"x86_64": "ami-0bbbbbbbbbbbbbbbb", "arm64": "ami-0cccccccccccccccc"}
 GET_AMI_IDS = "aws:ec2/getAmiIds:getAmiIds"
 
 
-class _DeployedEarlier(offline.AccountMocks):
-    """An account whose desktop was created from an older x86_64 DLAMI, since replaced in SSM."""
-
-    def __init__(self, kept_architecture: str | None = "x86_64"):
-        parameter = "/aws/service/deeplearning/ami/{}/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
-        super().__init__(ssm_parameters={parameter.format(a): ami for a, ami in NEWEST.items()},
-                         images={KEPT_AMI: kept_architecture} if kept_architecture else {})
-
-    def new_resource(self, args):
-        rid, state = super().new_resource(args)
-        if args.typ == INSTANCE:
-            state.update(ami=KEPT_AMI)  # what ignore_changes keeps
-        return rid, state
+def _deployed_earlier(kept_architecture: str | None = "x86_64"):
+    """Created from an older DLAMI (gone when ``kept_architecture`` is None), since replaced in SSM."""
+    parameter = "/aws/service/deeplearning/ami/{}/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    return _Deployed({"ami": KEPT_AMI},
+                     ssm_parameters={parameter.format(a): ami for a, ami in NEWEST.items()},
+                     images={KEPT_AMI: kept_architecture} if kept_architecture else {})
 
 
 def logged(rendering, level):
@@ -208,7 +211,7 @@ def logged(rendering, level):
 
 
 def test_a_newer_ami_in_ssm_is_only_mentioned(run_main):
-    r = run_main(mocks=_DeployedEarlier())
+    r = run_main(mocks=_deployed_earlier())
     assert not logged(r, "error")
     (note,) = [m for m in logged(r, "info") if "newer Deep Learning AMI" in m]
     assert KEPT_AMI in note and f"pulumi config set amiId {NEWEST['x86_64']}" in note
@@ -216,7 +219,7 @@ def test_a_newer_ami_in_ssm_is_only_mentioned(run_main):
 
 def test_moving_to_the_other_architecture_with_the_kept_ami_stops_at_the_preview(run_main):
     with pytest.raises(ConfigError) as caught:
-        run_main(mocks=_DeployedEarlier(), instanceType="g5g.xlarge")
+        run_main(mocks=_deployed_earlier(), instanceType="g5g.xlarge")
     (problem,) = caught.value.problems
     assert (problem.key, problem.value) == ("instanceType", "g5g.xlarge")
     assert f"an x86_64 type like the desktop's AMI {KEPT_AMI}" in problem.expected
@@ -225,14 +228,14 @@ def test_moving_to_the_other_architecture_with_the_kept_ami_stops_at_the_preview
 
 
 def test_a_deregistered_kept_ami_raises_no_alarm(run_main):
-    r = run_main(mocks=_DeployedEarlier(kept_architecture=None), instanceType="g5g.xlarge")
+    r = run_main(mocks=_deployed_earlier(kept_architecture=None), instanceType="g5g.xlarge")
     assert not logged(r, "error")
     assert [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
 
 
 def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main):
     assert not [inv for inv in run_main().invocations if inv.token == GET_AMI_IDS]
-    r = run_main(mocks=_DeployedEarlier())  # an x86_64 type: is the kept AMI arm64?
+    r = run_main(mocks=_deployed_earlier())  # an x86_64 type: is the kept AMI arm64?
     (lookup,) = [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
     assert lookup.args["owners"] == ["amazon"] and lookup.args["includeDeprecated"] is True
     assert {f["name"]: f["values"] for f in lookup.args["filters"]} == {
