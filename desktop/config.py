@@ -52,7 +52,7 @@ class ConfigError(pulumi.RunError):
 
 
 # ---------------------------------------------------------------------------
-# Rules. Each returns the expected form when the value breaks it, else None.
+# Rules: each a predicate on the converted value, with the expected form it checks.
 
 _HEX_ID = r"(?:[0-9a-f]{8}|[0-9a-f]{17})"
 

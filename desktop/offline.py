@@ -3,7 +3,7 @@
 Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
 records every resource registration with the options a reviewer cares about
 (parent, retain-on-delete, delete-before-replace, ignore-changes, dependencies); :class:`AccountMocks`
-answers the invokes (partition, region, instance type, SSM parameter) and fills
+answers the invokes (partition, region, instance type, SSM parameter, AMI lookup) and fills
 in the values that only AWS knows after deploy.
 """
 

@@ -443,19 +443,21 @@ def _check_nfs_admitted(account: Account, target: str, subnet: dict) -> Iterable
     exist yet, so no rule can name it)."""
     groups = account.aws.client("efs").describe_mount_target_security_groups(
         MountTargetId=target).get("SecurityGroups") or []
-    permissions = [permission for group in (
-        account.ec2().describe_security_groups(GroupIds=groups)["SecurityGroups"] if groups else [])
-        for permission in group.get("IpPermissions", [])]
+    described = account.ec2().describe_security_groups(GroupIds=groups)["SecurityGroups"] if groups else []
+    permissions = [permission for group in described for permission in group.get("IpPermissions", [])]
     desktop_group = account.args.security_group_id
     subnet_range = ipaddress.IPv4Network(subnet["CidrBlock"])
     if _admits(permissions, "tcp", NFS_PORT, subnet_range, group=desktop_group):
         yield Result(PASS, f"mount target {target} admits NFS (TCP {NFS_PORT}) from the desktop")
         return
-    source = f"--source-group {desktop_group}" if desktop_group else f"--cidr {subnet_range}"
+    if desktop_group:
+        source, option = desktop_group, f"--source-group {desktop_group}"
+    else:
+        source, option = f"the subnet {subnet_range}", f"--cidr {subnet_range}"
     yield Result(WARN, f"mount target {target} (security groups {', '.join(groups) or 'none'}) admits no NFS "
-                       f"(TCP {NFS_PORT}) from {desktop_group or 'the subnet ' + str(subnet_range)}: EFS will not "
-                       f"mount; add `aws ec2 authorize-security-group-ingress --group-id {groups[0] if groups else 'SG'} "
-                       f"--protocol tcp --port {NFS_PORT} {source}`, or unset efsFileSystemId to have one created")
+                       f"(TCP {NFS_PORT}) from {source}: EFS will not mount; add `aws ec2 "
+                       f"authorize-security-group-ingress --group-id {groups[0] if groups else 'SG'} "
+                       f"--protocol tcp --port {NFS_PORT} {option}`, or unset efsFileSystemId to have one created")
 
 
 def check_access_cidr(account: Account) -> Iterable[Result]:
