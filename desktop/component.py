@@ -7,6 +7,7 @@ from typing import Optional
 import pulumi
 
 from desktop import identity, image, instance, network, storage
+from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.ports import DCV_PORT
 
@@ -35,7 +36,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
-        partition = identity.current_partition(self)
+        partition = current_partition(self)
         security_group_id = network.security_group(name, args, self)
         files = storage.file_system(name, args, security_group_id, self)
         role = identity.desktop_role(name, args, partition, self)

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.partition import Partition
 
 SAGEMAKER_POLICY = "AmazonSageMakerFullAccess"
 
@@ -42,21 +43,6 @@ OBJECT_ACTIONS = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Where the provider runs: partition (``aws``, ``aws-cn``, ...), DNS suffix, region."""
-
-    name: pulumi.Output[str]
-    dns_suffix: pulumi.Output[str]
-    region: pulumi.Output[str]
-
-
-def current_partition(parent: pulumi.Resource) -> Partition:
-    invoke = pulumi.InvokeOutputOptions(parent=parent)
-    partition = aws.get_partition_output(opts=invoke)
-    return Partition(partition.partition, partition.dns_suffix, aws.get_region_output(opts=invoke).region)
 
 
 def trust_policy(dns_suffix: str) -> dict:
@@ -113,7 +99,7 @@ def desktop_role(name: str, args: DesktopArgs, partition: Partition, parent: pul
     aws.iam.RolePolicyAttachment(
         f"{name}-sagemaker",
         role=role.name,
-        policy_arn=partition.name.apply(lambda p: f"arn:{p}:iam::aws:policy/{SAGEMAKER_POLICY}"),
+        policy_arn=partition.managed_policy(SAGEMAKER_POLICY),
         opts=opts,
     )
     aws.iam.RolePolicy(

@@ -7,8 +7,9 @@ import pulumi_aws as aws
 
 import cloud_init
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
-from desktop.identity import Identity, Partition
+from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
+from desktop.partition import Partition
 from desktop.storage import Storage
 
 # Inputs whose change would make the provider replace the instance, and so delete

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from desktop import offline  # noqa: E402
+from desktop.commands import offline  # noqa: E402
 from desktop.config import PROJECT  # noqa: E402
 
 GOOD = {

@@ -8,7 +8,8 @@ import pytest
 from parliament import analyze_policy_string
 
 from conftest import GOOD
-from desktop import DeepLearningDesktop, offline
+from desktop import DeepLearningDesktop
+from desktop.commands import offline
 from desktop.component import TYPE
 from desktop.config import ConfigError, parse
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import GOOD, ROOT
 from desktop import config
+from desktop.commands import stack_file
 from desktop.config import ConfigError, DesktopArgs, parse
 
 BAD = [
@@ -35,7 +36,44 @@ BAD = [
     ("accessCidr", "1.2.3.4"), ("accessCidr", "1.2.3.4/33"), ("accessCidr", "300.1.1.1/32"),
     ("accessCidr", "::/0"), ("accessCidr", "my-ip"),
     ("ebsOptimized", "maybe"),
+    ("idleStopMinutes", "9"), ("idleStopMinutes", "1441"), ("idleStopMinutes", "-1"), ("idleStopMinutes", "30m"),
+    ("snapshotRetainCount", "1001"), ("snapshotRetainCount", "-1"), ("snapshotRetainCount", "seven"),
+    ("snapshotTime", "5:00"), ("snapshotTime", "24:00"), ("snapshotTime", "05:60"), ("snapshotTime", "05:00Z"),
+    ("efsBackup", "on"),
+    ("fsxLustre", "yes"),
+    ("fsxStorageCapacity", "1000"), ("fsxStorageCapacity", "3600"), ("fsxStorageCapacity", "0"),
+    ("fsxStorageCapacity", "1.2"),
+    ("fsxDeploymentType", "SCRATCH_1"), ("fsxDeploymentType", "persistent_2"),
+    ("fsxMountPath", "fsx"), ("fsxMountPath", "/mnt/f s"),
+    ("capacityReservationId", "cr-12"), ("capacityReservationId", "cb-0123456789abcdef0"),
+    ("efa", "enabled"),
 ]
+
+GOOD_EDGES = [
+    ("idleStopMinutes", "0", 0), ("idleStopMinutes", "10", 10), ("idleStopMinutes", "1440", 1440),
+    ("snapshotRetainCount", "0", 0), ("snapshotRetainCount", "1000", 1000),
+    ("snapshotTime", "00:00", "00:00"), ("snapshotTime", "23:59", "23:59"),
+    ("fsxStorageCapacity", "1200", 1200), ("fsxStorageCapacity", "2400", 2400), ("fsxStorageCapacity", "4800", 4800),
+]
+
+
+@pytest.mark.parametrize("key,value,parsed", GOOD_EDGES)
+def test_edge_values_are_accepted(key, value, parsed):
+    args = parse({**GOOD, key: value}).args
+    assert getattr(args, config.SETTINGS_BY_KEY[key].field) == parsed
+
+
+@pytest.mark.parametrize("fsx_path", ["/home/ubuntu/efs", "/home/ubuntu/efs/fsx", "/home/ubuntu"])
+def test_fsx_mount_path_may_not_equal_or_nest_with_the_efs_mount_path(fsx_path):
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, "fsxLustre": "true", "fsxMountPath": fsx_path})
+    (problem,) = caught.value.problems
+    assert problem.key == "fsxMountPath" and "/home/ubuntu/efs" in problem.expected
+
+
+def test_fsx_mount_path_beside_the_efs_one_is_fine_and_unchecked_when_fsx_is_off():
+    assert parse({**GOOD, "fsxLustre": "true", "fsxMountPath": "/home/ubuntu/efs2"}).args.fsx_lustre
+    assert parse({**GOOD, "fsxMountPath": "/home/ubuntu/efs/x"}).args.fsx_lustre is False
 
 
 @pytest.mark.parametrize("key,value", BAD)
@@ -150,22 +188,22 @@ def test_a_stack_with_only_the_required_keys_gets_the_project_defaults(tmp_path)
     (tmp_path / "Pulumi.min.yaml").write_text(yaml.safe_dump({"config": {
         f"{config.PROJECT}:{key}": value for key, value in GOOD.items()} | {
         f"{config.PROJECT}:ebsVolumeSize": "300", "aws:region": "eu-west-1"}}))
-    stack = config.read_stack("min", tmp_path)
+    stack = stack_file.read_stack("min", tmp_path)
     assert stack.raw["instanceType"] == config.default("instanceType")  # from Pulumi.yaml
     assert stack.raw["ebsVolumeSize"] == "300"  # the stack's value wins
     assert stack.parse().args.ebs_volume_size == 300 and stack.region == "eu-west-1"
 
 
 def test_dev_stack_file_is_valid_and_read_like_the_program_reads_it():
-    stack = config.read_stack("dev")
+    stack = stack_file.read_stack("dev")
     assert stack.region
     parsed = stack.parse()
     assert parsed.args.s3_bucket and parsed.warnings == []
 
 
 def test_reading_an_unknown_stack_says_how_to_create_it(tmp_path):
-    with pytest.raises(config.StackNotFound, match="pulumi stack init prod"):
-        config.read_stack("prod", tmp_path)
+    with pytest.raises(stack_file.StackNotFound, match="pulumi stack init prod"):
+        stack_file.read_stack("prod", tmp_path)
 
 
 def test_stack_file_values_typed_by_yaml_are_accepted(tmp_path):
@@ -174,6 +212,6 @@ def test_stack_file_values_typed_by_yaml_are_accepted(tmp_path):
         + "".join(f"  deep-learning-desktop:{k}: {v}\n" for k, v in GOOD.items())
         + "  deep-learning-desktop:publicIp: false\n  deep-learning-desktop:ebsVolumeSize: 500\n"
     )
-    stack = config.read_stack("t", tmp_path)
+    stack = stack_file.read_stack("t", tmp_path)
     args = stack.parse().args
     assert stack.region == "eu-west-1" and args.public_ip is False and args.ebs_volume_size == 500

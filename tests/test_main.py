@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from conftest import GOOD, stack_config
-from desktop import offline
+from desktop.commands import offline
 from desktop.config import PROJECT, ConfigError
 
 SAMPLE_OUTPUTS = {"DesktopInstanceId", "DesktopRole", "DesktopSecurityGroup", "EFSFileSystemId"}

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from desktop import operate
-from desktop.__main__ import main
-from desktop.aws import CLIENT_CONFIG
+from desktop.commands import operate
+from desktop.commands.cli import main
+from desktop.commands.aws import CLIENT_CONFIG
 from tests.moto_account import (  # noqa: F401
     REGION, add_image, aws_env, client, console, moto_server, set_state, throttling_endpoint, write_stack,
 )

@@ -15,8 +15,9 @@ import pytest
 
 import cloud_init
 from conftest import GOOD, ROOT
-from desktop import config, offline
-from desktop.__main__ import main
+from desktop import config
+from desktop.commands import offline, stack_file
+from desktop.commands.cli import main
 
 
 def write_stack(directory, name="t", **keys):
@@ -31,8 +32,8 @@ def project(tmp_path, monkeypatch):
     """A copy of the project to add stack files to."""
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
-    monkeypatch.setattr("desktop.config.PROJECT_DIR", tmp_path)
-    monkeypatch.setattr("desktop.offline.MAIN", tmp_path / "__main__.py")
+    monkeypatch.setattr("desktop.commands.stack_file.PROJECT_DIR", tmp_path)
+    monkeypatch.setattr("desktop.commands.offline.MAIN", tmp_path / "__main__.py")
     return tmp_path
 
 
@@ -41,7 +42,7 @@ def test_plan_of_the_dev_stack_lists_every_resource_and_output(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("Offline rendering of stack 'dev'")
     assert "without AWS" in out.splitlines()[0]
-    rendering, _ = __import__("desktop.plan", fromlist=["render"]).render("dev")
+    rendering, _ = __import__("desktop.commands.plan", fromlist=["render"]).render("dev")
     for reg in rendering.registrations:
         assert f"{reg.name}  ({reg.type})" in out
     for key in rendering.outputs:

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from desktop.__main__ import main
-from desktop.aws import CLIENT_CONFIG
-from desktop.preflight import quota_for
+from desktop.commands.cli import main
+from desktop.commands.aws import CLIENT_CONFIG
+from desktop.commands.preflight import quota_for
 from tests.moto_account import (
     DLAMI_PARAMETER, REGION, add_image, as_iam_user, client, moto_module, moto_server,  # noqa: F401
     seed_good_account, set_ec2_quota, throttling_endpoint, write_stack,

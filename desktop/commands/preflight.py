@@ -18,8 +18,9 @@ from typing import Callable, Iterable, NamedTuple, Optional
 
 import botocore.exceptions
 
-from desktop import aws
-from desktop.config import OPEN_CIDR, PROJECT_DIR, DesktopArgs, read_stack
+from desktop.commands import aws
+from desktop.commands.stack_file import PROJECT_DIR, read_stack
+from desktop.config import OPEN_CIDR, DesktopArgs
 from desktop.image import architecture_of, ssm_parameter_for
 from desktop.ports import DCV_PORT, NFS_PORT, SSH_PORT
 

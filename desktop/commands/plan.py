@@ -1,6 +1,6 @@
 """``python -m desktop plan``: what ``pulumi up`` would create, rendered offline.
 
-The real ``__main__.py`` runs under Pulumi mocks (:mod:`desktop.offline`) with the
+The real ``__main__.py`` runs under Pulumi mocks (:mod:`desktop.commands.offline`) with the
 stack's config, so the plan is the program's own doing, not a description of it.
 """
 
@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import cloud_init
-from desktop import offline
-from desktop.config import read_stack
-from desktop.offline import Registration, Rendering
+from desktop.commands import offline
+from desktop import partition
+from desktop.commands.offline import Registration, Rendering
+from desktop.commands.stack_file import read_stack
 
 AFTER_DEPLOY = "known after deploy"
 
@@ -34,20 +35,12 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def partition_of(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
-
-
 def render(stack_name: str = "dev", project_dir: Optional[Path] = None) -> tuple[Rendering, str]:
     """Render the stack offline; returns the rendering and the region used."""
     stack = read_stack(stack_name, project_dir)
     stack.parse()  # the program's own validation, plus unknown keys in the stack file
     region = stack.region or "us-east-1"
-    mocks = offline.AccountMocks(placeholders=True, region=region, partition=partition_of(region))
+    mocks = offline.AccountMocks(placeholders=True, region=region, partition=partition.of_region(region))
     config = {**stack.other, **{f"{offline.PROJECT}:{k}": v for k, v in stack.raw.items()}}
     return offline.run_program(config, stack=stack_name, mocks=mocks), region
 

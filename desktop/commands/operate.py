@@ -2,7 +2,7 @@
 
 The instance comes from ``pulumi stack output --json`` (``DesktopInstanceId``) when
 the Pulumi CLI is on PATH, or from ``--instance-id``. The region is chosen as for
-``pulumi up`` (see :mod:`desktop.aws`).
+``pulumi up`` (see :mod:`desktop.commands.aws`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Callable, NamedTuple, Optional
 
 import botocore.exceptions
 
-from desktop import aws
-from desktop.cli import CommandError
-from desktop.config import PROJECT_DIR, StackNotFound, read_stack
+from desktop.commands import aws
+from desktop.commands.errors import CommandError
+from desktop.commands.stack_file import PROJECT_DIR, StackNotFound, read_stack
 from desktop.ports import DCV_PORT
 
 USER = "ubuntu"

@@ -26,13 +26,13 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from desktop.config import PROJECT, PROJECT_DIR
+from desktop.commands.stack_file import PROJECT_DIR
+from desktop.partition import DNS_SUFFIX
+from desktop.settings import PROJECT
 
 ACCOUNT_ID = "123456789012"
 # Graviton families have a "g" right after the generation (g5g, c7gn, x2gd, im4gn), or are a1.
 GRAVITON_FAMILY = re.compile(r"[a-z]+\d+g|a1$")
-
-PARTITION_DNS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
 @dataclass
@@ -96,7 +96,7 @@ class AccountMocks(pulumi.runtime.Mocks):
         token, given = args.token, args.args
         if token == "aws:index/getPartition:getPartition":
             return {"id": self.partition, "partition": self.partition,
-                    "dnsSuffix": PARTITION_DNS.get(self.partition, "amazonaws.com"),
+                    "dnsSuffix": DNS_SUFFIX.get(self.partition, "amazonaws.com"),
                     "reverseDnsPrefix": "com.amazonaws"}, []
         if token == "aws:index/getRegion:getRegion":
             return {"id": self.region, "region": self.region, "name": self.region,
@@ -141,7 +141,7 @@ class AccountMocks(pulumi.runtime.Mocks):
             rid = make(f"security group id of {args.name}", "sg")
         elif args.typ == "aws:efs/fileSystem:FileSystem":
             rid = make("EFS file system id", "fs")
-            state["dnsName"] = f"{rid}.efs.{self.region}.{PARTITION_DNS.get(self.partition)}"
+            state["dnsName"] = f"{rid}.efs.{self.region}.{DNS_SUFFIX.get(self.partition)}"
         elif args.typ == "aws:efs/mountTarget:MountTarget":
             rid = make("mount target id", "fsmt")
         elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):

@@ -1,5 +1,5 @@
 """boto3 for the ``python -m desktop`` commands: one session, retrying clients, and
-AWS errors turned into one clear line (:class:`~desktop.cli.CommandError`).
+AWS errors turned into one clear line (:class:`~desktop.commands.errors.CommandError`).
 
 boto3 itself honours ``AWS_PROFILE`` and ``AWS_ENDPOINT_URL``. The region is chosen as
 ``pulumi up`` chooses it: the stack's ``aws:region``, else ``AWS_REGION`` (which boto3
@@ -17,7 +17,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from desktop.cli import CommandError
+from desktop.commands.errors import CommandError
 
 # Standard retries back off on throttling and transient errors; what still fails
 # after six tries in all (about 30 s of backoff at most) is reported, not retried forever.

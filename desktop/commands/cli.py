@@ -1,0 +1,53 @@
+"""``python -m desktop <command>``: the commands around ``pulumi up``.
+
+Each command module has ``register(subparsers)``, which adds its parser and sets
+``run=function(args) -> int``. Expected failures end as one line on stderr and
+exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from desktop.commands import operate, plan, preflight
+from desktop.commands.errors import CommandError
+from desktop.commands.stack_file import StackNotFound
+from desktop.config import ConfigError
+
+COMMANDS = (plan, preflight, operate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m desktop",
+        description="Plan, check, follow and connect to a deep learning desktop on AWS.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, CommandError, StackNotFound) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """``python -m desktop``: run :func:`main` and exit with its code."""
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        # The reader went away (`plan | head`): stop quietly. Point stdout at devnull so
+        # that the flush at exit does not fail again (the Python documentation's recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
