@@ -2,9 +2,12 @@
 
 The boot script is the real file ``cloud_init/boot.sh``; :func:`render` puts the
 stack's values at its top as shell-quoted assignments and wraps it, with the
-cloud-config part, in a multi-part MIME document.
+cloud-config part, in a multi-part MIME document, which EC2 gets gzip-compressed.
 """
 
-from cloud_init.render import USER_DATA_LIMIT, UserDataTooLarge, render, split_parts
+from cloud_init.render import (
+    SIZE_GOAL, USER_DATA_LIMIT, UserDataTooLarge, compress, decode, encode, render, split_parts,
+)
 
-__all__ = ["USER_DATA_LIMIT", "UserDataTooLarge", "render", "split_parts"]
+__all__ = ["SIZE_GOAL", "USER_DATA_LIMIT", "UserDataTooLarge", "compress", "decode", "encode", "render",
+           "split_parts"]

@@ -70,7 +70,9 @@ def desktop_instance(
             # 2 hops so containers on the desktop (docker is on the DLAMI) reach IMDSv2.
             http_put_response_hop_limit=2,
         ),
-        user_data=user_data,
+        # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
+        # cloud-init decompresses it itself.
+        user_data_base64=user_data.apply(cloud_init.encode),
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
         tags={"Name": f"{name}-deep-learning-ubuntu-desktop"},

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email
+import random
 import shutil
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +17,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boot_sandbox import DEFAULT_VALUES as NORMAL
-from cloud_init import USER_DATA_LIMIT, UserDataTooLarge, render, split_parts
+from cloud_init import SIZE_GOAL, USER_DATA_LIMIT, UserDataTooLarge, compress, decode, encode, render, split_parts
 from cloud_init.render import END_OF_VALUES, VARIABLES
 from conftest import ROOT
 from desktop.config import MOUNT_PATH_MAX
 
 # The longest values the stack config can produce: efsMountPath is capped at
-# MOUNT_PATH_MAX characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long form.
+# MOUNT_PATH_MAX characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long
+# form. Random characters, not one letter repeated, so that gzip gets no free ride.
+_RANDOM = random.Random(2026)
+
+
+def _noise(alphabet: str, length: int) -> str:
+    return "".join(_RANDOM.choice(alphabet) for _ in range(length))
+
+
 LONGEST = {
     "region": "ap-southeast-7-longest-a",
     "dns_suffix": "amazonaws.com.cn",
     "efs_file_system_id": "fs-0123456789abcdef0",
-    "efs_mount_path": "/" + "m" * (MOUNT_PATH_MAX - 1),
-    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + "r" * (2048 - 37),
+    "efs_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
+    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + _noise(string.ascii_letters + string.digits + "+=,.@_-",
+                                                                  2048 - 37),
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
 }
@@ -112,23 +124,33 @@ def test_values_are_assigned_at_the_top_of_the_script():
         assert header.count(f"\n{variable}=") == 1
 
 
-def test_normal_user_data_size(capsys):
-    size = len(render(**NORMAL).encode())
+def test_user_data_sizes(capsys):
     with capsys.disabled():
-        print(f"\nuser data for a normal config: {size} bytes (limit {USER_DATA_LIMIT})")
-    assert size < USER_DATA_LIMIT
+        for name, values in (("normal", NORMAL), ("longest", LONGEST)):
+            user_data = render(**values)
+            print(f"\nuser data, {name} values: {len(user_data.encode()):,} bytes raw, "
+                  f"{len(compress(user_data)):,} gzip (goal {SIZE_GOAL:,}, EC2's limit {USER_DATA_LIMIT:,})")
 
 
-def test_longest_legal_values_stay_under_the_limit():
+def test_longest_legal_values_stay_within_half_of_ec2s_limit_compressed():
     user_data = render(**LONGEST)
-    assert len(user_data.encode()) <= USER_DATA_LIMIT
+    assert len(compress(user_data)) <= SIZE_GOAL
     _, script = split_parts(user_data)
     assert LONGEST["role_arn"] in script
 
 
+def test_what_ec2_gets_is_gzip_that_unpacks_to_the_same_user_data_every_time():
+    user_data = render(**NORMAL)
+    encoded = encode(user_data)
+    assert base64.b64decode(encoded)[:2] == b"\x1f\x8b"
+    assert decode(encoded) == user_data
+    assert encode(render(**NORMAL)) == encoded  # no timestamp in the gzip header
+    assert len(base64.b64decode(encoded)) < len(user_data.encode()) / 2
+
+
 def test_oversize_user_data_raises_a_clear_error():
     with pytest.raises(UserDataTooLarge) as raised:
-        render(**{**NORMAL, "role_arn": "arn:aws:iam::123456789012:role/" + "x" * 6000})
+        render(**{**NORMAL, "role_arn": "arn:aws:iam::123456789012:role/" + _noise(string.printable, 30000)})
     error = raised.value
     assert isinstance(error, ValueError)
     assert error.size > USER_DATA_LIMIT

@@ -7,6 +7,7 @@ stack's config, so the plan is the program's own doing, not a description of it.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
             f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}",
             f"subnet {i.get('subnetId')}, public IP {i.get('associatePublicIpAddress')}, "
             f"security groups {[_name(g, ids) for g in i.get('vpcSecurityGroupIds', [])]}",
-            f"user data {len(i.get('userData', '').encode())} bytes (limit {cloud_init.USER_DATA_LIMIT})",
+            _user_data_size(i.get("userDataBase64", "")),
             f"tags {i.get('tags')}",
         ]
     if reg.retain_on_delete:
@@ -147,6 +148,15 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
     if reg.ignore_changes:
         out.append(f"changes ignored, so they never replace it: {', '.join(reg.ignore_changes)}")
     return out
+
+
+def _user_data_size(encoded: str) -> str:
+    if AFTER_DEPLOY in encoded:
+        return "user data known after deploy"
+    compressed = len(base64.b64decode(encoded))
+    raw = len(cloud_init.decode(encoded).encode())
+    return (f"user data {raw:,} bytes, {compressed:,} gzip-compressed (EC2's limit {cloud_init.USER_DATA_LIMIT:,}, "
+            f"this project's goal {cloud_init.SIZE_GOAL:,})")
 
 
 # The architecture picture's order: network, storage, identity, instance.
@@ -184,7 +194,7 @@ def write_out(rendering: Rendering, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     (instance,) = rendering.of_type("aws:ec2/instance:Instance")
-    user_data = instance.inputs["userData"]
+    user_data = cloud_init.decode(instance.inputs["userDataBase64"])
     cloud_config, script = cloud_init.split_parts(user_data)
     for name, text in (("user-data.mime", user_data), ("cloud-config.yaml", cloud_config),
                        ("boot-script.sh", script), ("plan.json", json.dumps(plan_document(rendering), indent=2,
@@ -202,7 +212,7 @@ def plan_document(rendering: Rendering) -> dict:
                 "type": reg.type, "name": reg.name, "parent": reg.parent,
                 "retainOnDelete": reg.retain_on_delete, "deleteBeforeReplace": reg.delete_before_replace,
                 "ignoreChanges": reg.ignore_changes,
-                "inputs": {k: v for k, v in reg.inputs.items() if k != "userData"},
+                "inputs": {k: v for k, v in reg.inputs.items() if k != "userDataBase64"},
             }
             for reg in rendering.registrations
         ],
