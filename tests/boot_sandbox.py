@@ -80,6 +80,17 @@ case "$name" in
       echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
       exit 254
     fi
+    # The one query this stub knows, answered as the CLI's text output does: one line.
+    query=""
+    prev=""
+    for arg in "$@"; do
+      if [[ "$prev" == --query ]]; then query="$arg"; fi
+      prev="$arg"
+    done
+    if [[ "$query" != "Parameter.[Version,LastModifiedDate,Value]" || " $* " != *" --with-decryption "* ]]; then
+      echo "aws stub: no answer for $*" >&2
+      exit 255
+    fi
     printf '%s\t%s\t%s\n' "${STUB_SSM_VERSION:-1}" "${STUB_SSM_MODIFIED:-2026-01-01T00:00:00+00:00}" \
       "${STUB_SSM_VALUE:-stub-dcv-password}" ;;
   chpasswd) cat >>"$STUB_STATE/chpasswd.stdin" ;;
