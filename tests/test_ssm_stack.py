@@ -4,6 +4,7 @@ in a SecureString only this desktop's role may read, and secret outputs that sta
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -238,3 +239,10 @@ def test_plan_says_which_range_the_ports_are_open_to(project, capsys):
     write_stack(project, "open", accessCidr="198.51.100.0/24")
     assert main(["plan", "--stack", "open"]) == 0
     assert "Access: SSH (22) and DCV (8443) open from 198.51.100.0/24" in capsys.readouterr().out
+
+
+def test_the_readmes_rotation_command_names_the_password_resource(run_main):
+    readme = (ROOT / "README.md").read_text()
+    (template,) = re.findall(r"pulumi up --replace '(urn:[^']+)'", readme)
+    (generated,) = run_main().of_type(RANDOM_PASSWORD)
+    assert template.replace("<stack>", "test") == generated.urn
