@@ -43,7 +43,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         files = storage.file_system(name, args, security_group_id, self)
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
-        password = dcv_password.dcv_password(name, role, self)
+        password = dcv_password.dcv_password(name, role, partition, self)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
             storage=files, dcv_password=password, partition=partition, parent=self,

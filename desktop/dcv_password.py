@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from desktop.identity import Identity
+from desktop.partition import Partition
 
 #: The Linux user DCV's system authentication logs in (the automatic console session's owner).
 DCV_USER = "ubuntu"
@@ -39,18 +40,39 @@ def parameter_name(role_name: str) -> str:
     return f"{PARAMETER_PREFIX}/{re.sub(r'[+=,@]', '-', role_name)}/dcv-password"
 
 
-def read_policy(parameter_arn: str) -> dict:
-    """Reading the one parameter. The AWS managed key ``aws/ssm`` that encrypts it lets
-    every principal of the account decrypt through Parameter Store, so no ``kms:Decrypt``
-    is granted here (and none would be needed with that key)."""
+def read_policy(partition: str, parameter_arn: str) -> dict:
+    """Reading the one parameter, and decrypting no other desktop's.
+
+    The AWS managed key ``aws/ssm`` lets every principal of the account decrypt through
+    Parameter Store, so reading our own SecureString needs no ``kms:Decrypt`` grant. But
+    ``AmazonSSMManagedInstanceCore`` allows ``ssm:GetParameter`` on every parameter, so
+    without the ``Deny`` every desktop's role could read every other desktop's password.
+    Parameter Store decrypts with the parameter's ARN as encryption context
+    (``PARAMETER_ARN``): the ``Deny`` refuses decrypting any parameter of this project but
+    our own, and leaves every other use of KMS (S3, the person's own parameters) alone.
+    """
     return {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DcvPassword",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": parameter_arn,
-        }],
+        "Statement": [
+            {
+                "Sid": "DcvPassword",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": parameter_arn,
+            },
+            {
+                "Sid": "NoOtherDesktopsPassword",
+                "Effect": "Deny",
+                "Action": "kms:Decrypt",
+                "Resource": f"arn:{partition}:kms:*:*:key/*",
+                "Condition": {
+                    "StringLike": {
+                        "kms:EncryptionContext:PARAMETER_ARN": f"arn:{partition}:ssm:*:*:parameter{PARAMETER_PREFIX}/*",
+                    },
+                    "StringNotEquals": {"kms:EncryptionContext:PARAMETER_ARN": parameter_arn},
+                },
+            },
+        ],
     }
 
 
@@ -63,7 +85,7 @@ class DcvPassword:
     grant: aws.iam.RolePolicy
 
 
-def dcv_password(name: str, identity: Identity, parent: pulumi.Resource) -> DcvPassword:
+def dcv_password(name: str, identity: Identity, partition: Partition, parent: pulumi.Resource) -> DcvPassword:
     """Generate the password, store it as a SecureString, and let the desktop's role read it."""
     opts = pulumi.ResourceOptions(parent=parent)
     generated = random.RandomPassword(
@@ -90,7 +112,7 @@ def dcv_password(name: str, identity: Identity, parent: pulumi.Resource) -> DcvP
         f"{name}-dcv-password-read",
         name="dcv-password-parameter",
         role=identity.role.id,
-        policy=parameter.arn.apply(lambda arn: json.dumps(read_policy(arn))),
+        policy=pulumi.Output.all(partition.name, parameter.arn).apply(lambda v: json.dumps(read_policy(*v))),
         opts=opts,
     )
     return DcvPassword(password, parameter, grant)

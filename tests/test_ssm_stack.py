@@ -3,6 +3,7 @@ in a SecureString only this desktop's role may read, and secret outputs that sta
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -146,8 +147,16 @@ def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main)
     grant = r.named("test-dcv-password-read")
     assert grant.inputs["role"] == r.named("test-role").id
     policy = json.loads(grant.inputs["policy"])
-    assert policy["Statement"] == [{"Sid": "DcvPassword", "Effect": "Allow", "Action": "ssm:GetParameter",
-                                    "Resource": arn}]
+    allow, deny = policy["Statement"]
+    assert allow == {"Sid": "DcvPassword", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": arn}
+    # AmazonSSMManagedInstanceCore lets every desktop's role call ssm:GetParameter on any
+    # parameter: the Deny keeps the other desktops' passwords encrypted for this one.
+    assert (deny["Effect"], deny["Action"]) == ("Deny", "kms:Decrypt")
+    assert not denies_decrypt(deny, arn)
+    assert denies_decrypt(deny, "arn:aws:ssm:us-west-2:123456789012:parameter/deep-learning-desktop/bob-role-x/dcv-password")
+    assert denies_decrypt(deny, "arn:aws:ssm:eu-west-1:210987654321:parameter/deep-learning-desktop/a/dcv-password")
+    assert not denies_decrypt(deny, "arn:aws:ssm:us-west-2:123456789012:parameter/my-team/api-key")
+    assert not denies_decrypt(deny, None)  # KMS use without the context: S3 objects, EBS, ...
     findings = analyze_policy_string(grant.inputs["policy"]).findings
     assert findings == [], [str(f) for f in findings]
     # No other inline policy of the program names the parameter or any SSM or KMS action.
@@ -158,10 +167,30 @@ def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main)
     assert grant.urn in instance_of(r).dependencies
 
 
+def denies_decrypt(statement: dict, parameter_arn) -> bool:
+    """Whether a Deny statement on kms:Decrypt applies when Parameter Store decrypts the
+    parameter ``parameter_arn`` (its encryption context), or KMS is used without that
+    context (None), by IAM's condition rules: every operator must hold, a missing key
+    fails StringLike and satisfies StringNotEquals."""
+    key = "kms:EncryptionContext:PARAMETER_ARN"
+    for operator, conditions in statement["Condition"].items():
+        pattern = conditions[key]
+        if operator == "StringLike" and (parameter_arn is None or not fnmatch.fnmatchcase(parameter_arn, pattern)):
+            return False
+        if operator == "StringNotEquals" and parameter_arn == pattern:
+            return False
+        assert operator in ("StringLike", "StringNotEquals"), operator
+    return True
+
+
 def test_the_grant_follows_the_partition(run_main):
     r = run_main(mocks=offline.AccountMocks(partition="aws-cn", region="cn-north-1"), region="cn-north-1")
-    (statement,) = json.loads(r.named("test-dcv-password-read").inputs["policy"])["Statement"]
-    assert statement["Resource"] == f"arn:aws-cn:ssm:cn-north-1:123456789012:parameter{PARAMETER_NAME}"
+    allow, deny = json.loads(r.named("test-dcv-password-read").inputs["policy"])["Statement"]
+    own = f"arn:aws-cn:ssm:cn-north-1:123456789012:parameter{PARAMETER_NAME}"
+    assert allow["Resource"] == own
+    assert deny["Resource"] == "arn:aws-cn:kms:*:*:key/*"
+    assert denies_decrypt(deny, "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/deep-learning-desktop/b/dcv-password")
+    assert not denies_decrypt(deny, own)
 
 
 def test_two_desktops_get_two_parameters_and_two_grants():
