@@ -124,7 +124,8 @@ class DesktopArgs:
         if self.access_cidr == OPEN_CIDR:
             return [
                 f"accessCidr is {OPEN_CIDR}: SSH (22) and DCV (8443) are open to the whole internet; "
-                "set your own range, e.g. `pulumi config set accessCidr 203.0.113.7/32`"
+                "set your own range, e.g. `pulumi config set accessCidr 203.0.113.7/32`, or none "
+                "(`pulumi config rm accessCidr`: no open port, Session Manager only)"
             ]
         return []
 
