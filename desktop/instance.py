@@ -137,36 +137,51 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
 
 def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs, instance: aws.ec2.Instance) -> None:
     problems = []
-    move = (f"Set it back, or to move on purpose copy your work to EFS or S3, then `pulumi destroy --target "
-            f"'{urn}'` and `pulumi up`")
     for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
         wanted = getattr(args, field)
         if actual is None or actual == wanted:  # None: not known yet (a new desktop)
             continue
         if field == "key_name":
-            if actual == "" and wanted is None:
-                continue
-            if actual == "":
-                problems.append(Problem(
-                    SETTINGS_BY_FIELD[field].key, wanted,
-                    "no key pair, as the desktop was created: adding one needs a new instance, and the root "
-                    "volume with your work would go with the old one. Unset keyName and open a shell through "
-                    f"Session Manager (`python -m desktop shell`), or to move on purpose copy your work to EFS or "
-                    f"S3, then `pulumi destroy --target '{urn}'` and `pulumi up`",
-                ))
-                continue
-            if wanted is None:
-                # Dropping the key pair needs no new instance in the provider either: it
-                # keeps the one it has. Say so rather than stop.
-                pulumi.log.warn(
-                    f"keyName is empty, but the desktop keeps the key pair {actual!r} it was created with (taking "
-                    f"it away needs a new instance); remove its line from ~ubuntu/.ssh/authorized_keys on the "
-                    f"desktop to shut it out", instance)
-                continue
-        problems.append(Problem(
-            SETTINGS_BY_FIELD[field].key, wanted,
-            f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your "
-            f"work would go with the old one. {move}",
-        ))
+            problem = _key_pair_change(urn, actual, wanted, instance)
+        else:
+            problem = Problem(
+                SETTINGS_BY_FIELD[field].key, wanted,
+                f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with "
+                f"your work would go with the old one. Set it back, or {_move(urn)}",
+            )
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(problems)
+
+
+def _move(urn: str) -> str:
+    return (f"to move on purpose copy your work to EFS or S3, then `pulumi destroy --target '{urn}'` "
+            "and `pulumi up`")
+
+
+def _key_pair_change(urn: str, actual: str, wanted, instance: aws.ec2.Instance):
+    """A keyName that differs from the desktop's own ("" = created without one): adding or
+    changing a key pair needs a new instance (a Problem); dropping it keeps the instance
+    and its key, which is worth a warning only."""
+    key = SETTINGS_BY_FIELD["key_name"].key
+    if actual == "" and wanted is None:
+        return None
+    if actual == "":
+        return Problem(
+            key, wanted,
+            "no key pair, as the desktop was created: adding one needs a new instance, and the root volume "
+            "with your work would go with the old one. Unset keyName and open a shell through Session "
+            f"Manager (`python -m desktop shell`), or {_move(urn)}",
+        )
+    if wanted is None:
+        pulumi.log.warn(
+            f"keyName is empty, but the desktop keeps the key pair {actual!r} it was created with (taking it "
+            "away needs a new instance); remove its line from ~ubuntu/.ssh/authorized_keys on the desktop to "
+            "shut it out", instance)
+        return None
+    return Problem(
+        key, wanted,
+        f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your work "
+        f"would go with the old one. Set it back, or {_move(urn)}",
+    )
