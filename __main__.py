@@ -21,3 +21,6 @@ pulumi.export("SshCommand", desktop.ssh_command)
 pulumi.export("AmiId", desktop.ami_id)
 pulumi.export("AmiSource", desktop.ami_source)
 pulumi.export("EfsMountPath", desktop.efs_mount_path)
+# The DCV login; the password is a secret: `pulumi stack output DcvPassword --show-secrets`.
+pulumi.export("DcvUser", desktop.dcv_user)
+pulumi.export("DcvPassword", desktop.dcv_password)

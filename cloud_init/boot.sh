@@ -3,7 +3,8 @@
 # cloud-config part). First boot: install GNOME + Amazon DCV, then reboot once.
 # Later boots: no installs, no reboot; re-apply the values, wait for DCV, mount EFS.
 # cloud_init.render puts REGION, DNS_SUFFIX, EFS_FILE_SYSTEM_ID, EFS_MOUNT_PATH,
-# ROLE_ARN, SECURITY_GROUP_ID and SUBNET_ID above this text as quoted assignments.
+# ROLE_ARN, SECURITY_GROUP_ID, SUBNET_ID and DCV_PASSWORD_PARAMETER above this text as
+# quoted assignments.
 set -euo pipefail
 
 # DLD_ROOT prefixes every file read or written, so tests can run this very script
@@ -24,6 +25,10 @@ BASHRC_END="# <<< deep-learning-desktop <<<"
 # A new mount target's DNS name can take minutes to resolve; bounded, never forever.
 EFS_MOUNT_ATTEMPTS="${DLD_EFS_MOUNT_ATTEMPTS:-10}"
 DCV_WAIT_ATTEMPTS="${DLD_DCV_WAIT_ATTEMPTS:-60}"
+# The role's grant on the password parameter may take a minute to apply (IAM).
+DCV_PASSWORD_ATTEMPTS="${DLD_DCV_PASSWORD_ATTEMPTS:-12}"
+# Which parameter version (and write time) set ubuntu's password on this machine.
+DCV_PASSWORD_RECORD="$STATE_DIR/dcv-password-version"
 CURRENT_STAGE="start"
 REPORTED=""
 
@@ -362,10 +367,53 @@ write_terminal_variables() {
   chown ubuntu:ubuntu "$bashrc"
 }
 
+# Prints "VERSION<TAB>LAST-MODIFIED<TAB>VALUE" of the DCV password parameter on stdout,
+# which the caller captures: the value never becomes an argument of any process.
+read_dcv_password_parameter() {
+  AWS_PAGER="" aws ssm get-parameter --region "$REGION" --name "$DCV_PASSWORD_PARAMETER" \
+    --with-decryption --query 'Parameter.[Version,LastModifiedDate,Value]' --output text
+}
+
+# ubuntu's password (DCV's system authentication) from the stack's SecureString, only
+# when the parameter was written since the last time: a password the person changed on
+# the desktop stays until the stack writes a new one. The value lives only in this
+# shell's variables and goes to chpasswd through a pipe from the printf builtin; nothing
+# prints it. An unreadable parameter never fails the boot: the next boot tries again.
+apply_dcv_password() {
+  local reply="" written password n
+  [[ -n "$DCV_PASSWORD_PARAMETER" ]] || return 0
+  for ((n = 1; n <= DCV_PASSWORD_ATTEMPTS; n++)); do
+    if reply="$(read_dcv_password_parameter)"; then
+      break
+    fi
+    reply=""
+    ((n == DCV_PASSWORD_ATTEMPTS)) || sleep 10
+  done
+  written="${reply%$'\t'*}"
+  password="${reply##*$'\t'}"
+  reply=""
+  if [[ ! "$written" =~ ^[0-9]+$'\t'[^[:space:]]+$ || -z "$password" ]]; then
+    stage "dcv password not set: $DCV_PASSWORD_PARAMETER not readable yet; the next boot tries again"
+    return 0
+  fi
+  written="${written/$'\t'/ }"
+  if [[ -f "$DCV_PASSWORD_RECORD" && "$(<"$DCV_PASSWORD_RECORD")" == "$written" ]]; then
+    echo "dcv password: parameter version ${written%% *} already applied; the desktop's own password stays"
+    return 0
+  fi
+  if printf 'ubuntu:%s\n' "$password" | chpasswd; then
+    printf '%s\n' "$written" | write_file "$DCV_PASSWORD_RECORD" 600
+    stage "dcv password set from parameter version ${written%% *}"
+  else
+    stage "dcv password not set: chpasswd failed; the next boot tries again"
+  fi
+}
+
 apply_values() {
   stage "applying values"
   write_aws_config
   write_terminal_variables
+  apply_dcv_password
 }
 
 wait_for_dcv() {

@@ -32,6 +32,7 @@ VARIABLES = {
     "role_arn": "ROLE_ARN",
     "security_group_id": "SECURITY_GROUP_ID",
     "subnet_id": "SUBNET_ID",
+    "dcv_password_parameter": "DCV_PASSWORD_PARAMETER",
 }
 
 #: Last line of the rendered assignment block (tests cut the script here).
@@ -125,12 +126,15 @@ def render(
     role_arn: str,
     security_group_id: str,
     subnet_id: str,
+    dcv_password_parameter: str = "",
 ) -> str:
     """Return the EC2 user data: a multi-part MIME document (text), readable.
 
     Part 1 is text/cloud-config (user scripts run at every boot), part 2 the
     text/x-shellscript boot script. Every value reaches the script only as a
-    ``shlex.quote``d assignment at its top. EC2 gets it gzip-compressed
+    ``shlex.quote``d assignment at its top: ``dcv_password_parameter`` is the *name* of
+    the SSM SecureString holding ubuntu's DCV password ("" = leave the password alone),
+    never the password. EC2 gets it gzip-compressed
     (:func:`encode`); raises :class:`UserDataTooLarge` when that exceeds EC2's
     16,384-byte limit.
     """
@@ -142,6 +146,7 @@ def render(
         "role_arn": role_arn,
         "security_group_id": security_group_id,
         "subnet_id": subnet_id,
+        "dcv_password_parameter": dcv_password_parameter,
     }
     cloud_config = _strip_comments(_CLOUD_CONFIG.read_text(encoding="utf-8"))
     script = _script(values)

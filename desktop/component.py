@@ -6,7 +6,7 @@ from typing import Optional
 
 import pulumi
 
-from desktop import identity, image, instance, network, storage
+from desktop import dcv_password, identity, image, instance, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.ports import DCV_PORT
@@ -30,6 +30,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     host: pulumi.Output[str]
     dcv_url: pulumi.Output[str]
     ssh_command: pulumi.Output[str]
+    dcv_user: pulumi.Output[str]
+    dcv_password: pulumi.Output[str]
     ami_id: pulumi.Output[str]
     ami_source: pulumi.Output[str]
     efs_mount_path: pulumi.Output[str]
@@ -41,9 +43,10 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         files = storage.file_system(name, args, security_group_id, self)
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
+        password = dcv_password.dcv_password(name, role, partition, self)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
-            storage=files, partition=partition, parent=self,
+            storage=files, dcv_password=password, partition=partition, parent=self,
         )
 
         self.instance_id = desktop.id
@@ -55,7 +58,10 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         # Without a public IP the desktop is reached over VPN or Direct Connect.
         self.host = desktop.public_ip if args.public_ip else desktop.private_ip
         self.dcv_url = self.host.apply(lambda h: f"https://{h}:{DCV_PORT}")
-        self.ssh_command = self.host.apply(lambda h: f"ssh -i ~/.ssh/{args.key_name}.pem ubuntu@{h}")
+        self.ssh_command = pulumi.Output.all(self.host, desktop.id, partition.region).apply(
+            lambda v: ssh_command(args, *v))
+        self.dcv_user = pulumi.Output.from_input(dcv_password.DCV_USER)
+        self.dcv_password = password.password
         self.ami_id = desktop.ami
         self.ami_source = ami.source
         self.efs_mount_path = pulumi.Output.from_input(args.efs_mount_path)
@@ -66,3 +72,17 @@ class DeepLearningDesktop(pulumi.ComponentResource):
             "efs_file_system_id": self.efs_file_system_id,
             "dcv_url": self.dcv_url,
         })
+
+
+def ssh_command(args: DesktopArgs, host: str, instance_id: str, region: str) -> str:
+    """How to open a shell on the desktop: SSH with the key pair (through Session Manager
+    when no port is open), or a Session Manager shell without one."""
+    if args.key_name is None:
+        return (f"no key pair; a shell through Session Manager: `python -m desktop shell --stack "
+                f"{pulumi.get_stack()}` or `aws ssm start-session --target {instance_id} --region {region}`")
+    key = f"ssh -i ~/.ssh/{args.key_name}.pem"
+    if args.session_manager_only:
+        # AWS's documented SSH over Session Manager: port 22 stays closed.
+        return (f"{key} -o ProxyCommand='aws ssm start-session --target %h --document-name AWS-StartSSHSession "
+                f"--parameters portNumber=%p --region {region}' ubuntu@{instance_id}")
+    return f"{key} ubuntu@{host}"

@@ -62,14 +62,16 @@ class DesktopArgs:
 
     Constructing it validates every field (so other programs using the component
     get the same checks) and raises :class:`ConfigError` listing every bad field
-    by its config key. ``access_cidr`` with host bits set is normalised.
+    by its config key. ``access_cidr`` with host bits set is normalised. Without
+    ``access_cidr`` the desktop opens no port to any address (Session Manager only);
+    without ``key_name`` it has no key pair.
     """
 
     s3_bucket: str
     vpc_id: str
     subnet_id: str
-    key_name: str
-    access_cidr: str
+    key_name: Optional[str] = None
+    access_cidr: Optional[str] = None
     ami_id: Optional[str] = None
     ami_ssm_parameter: str = (
         "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
@@ -107,8 +109,14 @@ class DesktopArgs:
                 f"a path neither equal to nor nested with efsMountPath {self.efs_mount_path!r}"))
         if problems:
             raise ConfigError(problems)
-        network = ipaddress.IPv4Network(self.access_cidr, strict=False)
-        object.__setattr__(self, "access_cidr", str(network))
+        if self.access_cidr is not None:
+            network = ipaddress.IPv4Network(self.access_cidr, strict=False)
+            object.__setattr__(self, "access_cidr", str(network))
+
+    @property
+    def session_manager_only(self) -> bool:
+        """No port open to any address: the desktop is reached through Session Manager."""
+        return self.access_cidr is None
 
     @property
     def warnings(self) -> list[str]:
@@ -116,7 +124,8 @@ class DesktopArgs:
         if self.access_cidr == OPEN_CIDR:
             return [
                 f"accessCidr is {OPEN_CIDR}: SSH (22) and DCV (8443) are open to the whole internet; "
-                "set your own range, e.g. `pulumi config set accessCidr 203.0.113.7/32`"
+                "set your own range, e.g. `pulumi config set accessCidr 203.0.113.7/32`, or none "
+                "(`pulumi config rm accessCidr`: no open port, Session Manager only)"
             ]
         return []
 
@@ -213,7 +222,7 @@ def parse(raw: Mapping[str, Any]) -> Parsed:
         raise ConfigError(problems)
     args = DesktopArgs(**values)
     warnings = []
-    if args.access_cidr != raw["accessCidr"]:
+    if args.access_cidr is not None and args.access_cidr != raw["accessCidr"]:
         warnings.append(
             f"accessCidr {raw['accessCidr']!r} has host bits set; using the network {args.access_cidr!r}"
         )

@@ -1,4 +1,5 @@
-"""The desktop's IAM role and instance profile: SageMaker, its own bucket, the DCV license.
+"""The desktop's IAM role and instance profile: SageMaker, its own bucket, the DCV license,
+Session Manager.
 
 Every ARN is built from the partition the provider runs in, so the same program
 works in ``aws``, ``aws-cn`` and ``aws-us-gov``.
@@ -16,6 +17,9 @@ from desktop.config import DesktopArgs
 from desktop.partition import Partition
 
 SAGEMAKER_POLICY = "AmazonSageMakerFullAccess"
+# What the SSM agent on the Deep Learning AMI needs to register the desktop with Systems
+# Manager, so that a shell and port forwarding reach it with no inbound port open.
+SESSION_MANAGER_POLICY = "AmazonSSMManagedInstanceCore"
 
 # Bucket-level and object-level actions, each on the resource it applies to. Together
 # they are the data work the sample's s3:Get*, s3:List*, s3:PutObject* and
@@ -92,7 +96,7 @@ def desktop_role(name: str, args: DesktopArgs, partition: Partition, parent: pul
     opts = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(
         f"{name}-role",
-        description="Deep learning desktop: SageMaker, its S3 bucket, the DCV license",
+        description="Deep learning desktop: SageMaker, its S3 bucket, the DCV license, Session Manager",
         assume_role_policy=partition.dns_suffix.apply(lambda suffix: json.dumps(trust_policy(suffix))),
         opts=opts,
     )
@@ -100,6 +104,12 @@ def desktop_role(name: str, args: DesktopArgs, partition: Partition, parent: pul
         f"{name}-sagemaker",
         role=role.name,
         policy_arn=partition.managed_policy(SAGEMAKER_POLICY),
+        opts=opts,
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{name}-ssm-core",
+        role=role.name,
+        policy_arn=partition.managed_policy(SESSION_MANAGER_POLICY),
         opts=opts,
     )
     aws.iam.RolePolicy(

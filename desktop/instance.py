@@ -7,6 +7,7 @@ import pulumi_aws as aws
 
 import cloud_init
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
+from desktop.dcv_password import DcvPassword
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.partition import Partition
@@ -19,6 +20,8 @@ from desktop.storage import Storage
 # the config). Ignored values are kept even by `pulumi up --replace`; moving on
 # purpose is `pulumi destroy --target <instance URN>`, then `pulumi up`.
 # Each: (the provider's property, the instance attribute, the DesktopArgs field).
+# keyName: the provider reads an instance without a key pair as "" (its key_name is
+# Optional, Computed and ForceNew): adding one replaces the instance, dropping it does not.
 KEPT_ON_CHANGE = (
     ("subnetId", "subnet_id", "subnet_id"),
     ("keyName", "key_name", "key_name"),
@@ -34,16 +37,18 @@ def desktop_instance(
     identity: Identity,
     security_group_id: pulumi.Output[str],
     storage: Storage,
+    dcv_password: DcvPassword,
     partition: Partition,
     parent: pulumi.Resource,
 ) -> aws.ec2.Instance:
     """The desktop instance, with the boot user data and IMDSv2 required."""
+    # The parameter's name reaches the boot, never its value.
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
-        identity.role.arn, security_group_id,
+        identity.role.arn, security_group_id, dcv_password.parameter.name,
     ).apply(lambda v: cloud_init.render(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
-        role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id,
+        role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id, dcv_password_parameter=v[5],
     ))
     ignore = [prop for prop, *_ in KEPT_ON_CHANGE]
     if image.from_ssm:
@@ -79,8 +84,9 @@ def desktop_instance(
         opts=pulumi.ResourceOptions(
             parent=parent,
             ignore_changes=ignore,
-            # Boot mounts EFS: let the new mount target exist first.
-            depends_on=[storage.mount_target] if storage.mount_target else [],
+            # Boot mounts EFS: let the new mount target exist first. It reads the DCV
+            # password: let the grant exist first (IAM may still take a while to apply it).
+            depends_on=[dcv_password.grant] + ([storage.mount_target] if storage.mount_target else []),
         ),
     )
     _check_kept_values(instance, args, image)
@@ -90,7 +96,7 @@ def desktop_instance(
 def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
     """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
     kept = [getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE]
-    pulumi.Output.all(instance.urn, *kept).apply(lambda v: _refuse_differences(v[0], v[1:], args))
+    pulumi.Output.all(instance.urn, *kept).apply(lambda v: _refuse_differences(v[0], v[1:], args, instance))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -129,17 +135,53 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs) -> None:
+def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs, instance: aws.ec2.Instance) -> None:
     problems = []
     for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
         wanted = getattr(args, field)
-        if actual is None or actual == wanted:
+        if actual is None or actual == wanted:  # None: not known yet (a new desktop)
             continue
-        problems.append(Problem(
-            SETTINGS_BY_FIELD[field].key, wanted,
-            f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your "
-            f"work would go with the old one. Set it back, or to move on purpose copy your work to EFS or S3, "
-            f"then `pulumi destroy --target '{urn}'` and `pulumi up`",
-        ))
+        if field == "key_name":
+            problem = _key_pair_change(urn, actual, wanted, instance)
+        else:
+            problem = Problem(
+                SETTINGS_BY_FIELD[field].key, wanted,
+                f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with "
+                f"your work would go with the old one. Set it back, or {_move(urn)}",
+            )
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(problems)
+
+
+def _move(urn: str) -> str:
+    return (f"to move on purpose copy your work to EFS or S3, then `pulumi destroy --target '{urn}'` "
+            "and `pulumi up`")
+
+
+def _key_pair_change(urn: str, actual: str, wanted, instance: aws.ec2.Instance):
+    """A keyName that differs from the desktop's own ("" = created without one): adding or
+    changing a key pair needs a new instance (a Problem); dropping it keeps the instance
+    and its key, which is worth a warning only."""
+    key = SETTINGS_BY_FIELD["key_name"].key
+    if actual == "" and wanted is None:
+        return None
+    if actual == "":
+        return Problem(
+            key, wanted,
+            "no key pair, as the desktop was created: adding one needs a new instance, and the root volume "
+            "with your work would go with the old one. Unset keyName and open a shell through Session "
+            f"Manager (`python -m desktop shell`), or {_move(urn)}",
+        )
+    if wanted is None:
+        pulumi.log.warn(
+            f"keyName is empty, but the desktop keeps the key pair {actual!r} it was created with (taking it "
+            "away needs a new instance); remove its line from ~ubuntu/.ssh/authorized_keys on the desktop to "
+            "shut it out", instance)
+        return None
+    return Problem(
+        key, wanted,
+        f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your work "
+        f"would go with the old one. Set it back, or {_move(urn)}",
+    )

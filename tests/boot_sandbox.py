@@ -23,13 +23,14 @@ DEFAULT_VALUES = {
     "role_arn": "arn:aws:iam::123456789012:role/dev-desktop-role-0a1b2c3",
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
+    "dcv_password_parameter": "/deep-learning-desktop/dev-role-0a1b2c3/dcv-password",
 }
 
 #: Every command the boot script may call that acts on the system or network.
 STUBBED = (
     "apt-get apt dpkg dpkg-query snap ubuntu-drivers systemctl reboot shutdown "
     "mount umount mountpoint lspci nvidia-smi nvidia-xconfig modprobe uname curl "
-    "wget gpg gpgv tar ar dcv usermod chown getent id sleep"
+    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd"
 ).split()
 
 #: Calls that install or change packages.
@@ -69,6 +70,30 @@ case "$name" in
     if [[ "${STUB_MOUNT_FAIL:-0}" == 1 ]]; then exit 32; fi
     echo "${*: -1}" >>"$STUB_STATE/mounted" ;;
   dcv) exit "${STUB_DCV_RC:-0}" ;;
+  aws)
+    # `aws ssm get-parameter ... --output text`: the parameter's version, write time and
+    # value, tab-separated; the first STUB_SSM_DENIED calls are refused as while IAM applies
+    # the grant.
+    denied=$(($(cat "$STUB_STATE/aws.denied" 2>/dev/null || echo 0) + 1))
+    if ((denied <= ${STUB_SSM_DENIED:-0})); then
+      echo "$denied" >"$STUB_STATE/aws.denied"
+      echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
+      exit 254
+    fi
+    # The one query this stub knows, answered as the CLI's text output does: one line.
+    query=""
+    prev=""
+    for arg in "$@"; do
+      if [[ "$prev" == --query ]]; then query="$arg"; fi
+      prev="$arg"
+    done
+    if [[ "$query" != "Parameter.[Version,LastModifiedDate,Value]" || " $* " != *" --with-decryption "* ]]; then
+      echo "aws stub: no answer for $*" >&2
+      exit 255
+    fi
+    printf '%s\t%s\t%s\n' "${STUB_SSM_VERSION:-1}" "${STUB_SSM_MODIFIED:-2026-01-01T00:00:00+00:00}" \
+      "${STUB_SSM_VALUE:-stub-dcv-password}" ;;
+  chpasswd) cat >>"$STUB_STATE/chpasswd.stdin" ;;
 esac
 exit 0
 """
@@ -204,3 +229,8 @@ class Sandbox:
 
     def console_lines(self) -> list[str]:
         return self.console.read_text().splitlines()
+
+    def chpasswd_input(self) -> list[str]:
+        """Every line chpasswd read on its standard input, over all boots."""
+        path = self.state / "chpasswd.stdin"
+        return path.read_text().splitlines() if path.exists() else []

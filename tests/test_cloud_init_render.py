@@ -41,6 +41,9 @@ LONGEST = {
                                                                   2048 - 37),
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
+    # desktop.dcv_password.parameter_name of an IAM role name at IAM's 64 characters.
+    "dcv_password_parameter": "/deep-learning-desktop/" + _noise(string.ascii_letters + string.digits + "_.-", 64)
+                              + "/dcv-password",
 }
 
 

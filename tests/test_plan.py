@@ -79,10 +79,10 @@ def test_plan_shows_the_programs_warnings(project, capsys):
 
 
 def test_bad_config_exits_2_naming_each_key(project, capsys):
-    write_stack(project, ebsVolumeSize="50", keyName="")
+    write_stack(project, ebsVolumeSize="50", s3Bucket="")
     assert main(["plan", "--stack", "t"]) == 2
     err = capsys.readouterr().err
-    assert "ebsVolumeSize: '50'" in err and "keyName: not set" in err
+    assert "ebsVolumeSize: '50'" in err and "s3Bucket: not set" in err
     assert "Traceback" not in err
 
 

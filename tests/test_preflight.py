@@ -166,9 +166,9 @@ def test_throttling_after_retries_is_one_line_and_exit_2(preflight, throttling_e
 def test_unknown_stack_and_bad_config_exit_2(preflight, tmp_path, capsys):
     assert main(["preflight", "--stack", "nope", "--project-dir", str(tmp_path)]) == 2
     assert "no stack 'nope'" in capsys.readouterr().err
-    result = preflight(keyName=None, instanceType="g4dn")
+    result = preflight(s3Bucket=None, instanceType="g4dn")
     assert result.code == 2
-    assert "keyName" in result.err and "instanceType: 'g4dn'" in result.err and "Traceback" not in result.err
+    assert "s3Bucket" in result.err and "instanceType: 'g4dn'" in result.err and "Traceback" not in result.err
 
 
 def test_the_stack_region_wins_over_aws_region(preflight, monkeypatch):

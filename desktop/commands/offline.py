@@ -4,7 +4,8 @@ Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
 records every resource registration with the options a reviewer cares about
 (parent, retain-on-delete, delete-before-replace, ignore-changes, dependencies); :class:`AccountMocks`
 answers the invokes (partition, region, instance type, SSM parameter, AMI lookup) and fills
-in the values that only AWS knows after deploy.
+in the values that only AWS (or the random provider) knows after deploy. Secret inputs and
+outputs are recorded as such, so that a plan can show them as ``[secret]``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
@@ -52,6 +54,8 @@ class Registration:
     ignore_changes: list[str]
     dependencies: list[str]
     state: dict = field(default_factory=dict)
+    #: Inputs the program passed as secrets (their values must never be shown).
+    secret_inputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +148,16 @@ class AccountMocks(pulumi.runtime.Mocks):
             state["dnsName"] = f"{rid}.efs.{self.region}.{DNS_SUFFIX.get(self.partition)}"
         elif args.typ == "aws:efs/mountTarget:MountTarget":
             rid = make("mount target id", "fsmt")
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            rid = "none"  # what the random provider gives every password
+            # A plan shows a placeholder; tests get a password of the requested length.
+            state["result"] = (_placeholder("generated password") if self.placeholders
+                               else fake_password(args.name, int(args.inputs.get("length", 24))))
+            state["bcryptHash"] = _placeholder("bcrypt hash") if self.placeholders else "$2a$10$fake"
+        elif args.typ == "aws:ssm/parameter:Parameter":
+            rid = args.inputs["name"]
+            state.update(arn=f"{arn_base}:ssm:{self.region}:{account}:parameter{rid}", version=1,
+                         tier="Standard", keyId="alias/aws/ssm")
         elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
             generated = args.inputs.get("name") or (
                 _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
@@ -153,6 +167,12 @@ class AccountMocks(pulumi.runtime.Mocks):
         else:
             rid = make(f"{kind} id", "id")
         return rid, state
+
+
+def fake_password(name: str, length: int) -> str:
+    """A stand-in for a generated password: derived from the resource name, ``length`` long."""
+    digest = hashlib.sha256(f"password of {name}".encode()).hexdigest()
+    return ("Pw-" + digest * 4)[:length]
 
 
 def _fake(prefix: str, name: str) -> str:
@@ -190,8 +210,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 dependencies=list(request.dependencies),
                 state=self.resources[response.urn].state if response.urn in self.resources else {},
+                secret_inputs=_secret_keys(request.object),
             ))
         return response
+
+
+def _secret_keys(struct) -> list[str]:
+    """The top-level properties of a registration that the program marked secret."""
+    keys = []
+    for key, value in struct.fields.items():
+        if value.WhichOneof("kind") != "struct_value":
+            continue
+        sig = value.struct_value.fields.get(rpc._special_sig_key)
+        if sig is not None and sig.string_value == rpc._special_secret_sig:
+            keys.append(key)
+    return keys
 
 
 class _LogRecorder(logging.Handler):
@@ -211,6 +244,8 @@ class Rendering:
     invocations: list[Invocation]
     outputs: dict[str, Any]
     logs: list[tuple[str, str]]
+    #: Names of the stack outputs that are secrets (`pulumi stack output` hides them).
+    secret_outputs: set[str] = field(default_factory=set)
 
     @property
     def warnings(self) -> list[str]:
@@ -290,11 +325,13 @@ def _run(program, config, stack, mocks) -> Rendering:
                     if v is not None})
     root = get_root_resource()
     _sync_await(run_pulumi_func(program))
-    outputs = {}
+    outputs, secrets = {}, set()
     if getattr(root, "outputs", None):
         outputs = _sync_await(pulumi.Output.all(**root.outputs).future()) or {}
+        secrets = {key for key, value in root.outputs.items()
+                   if _sync_await(pulumi.Output.from_input(value).is_secret())}
     logger.removeHandler(recorder)
-    return Rendering(monitor.registrations, mocks.invocations, dict(outputs), recorder.records)
+    return Rendering(monitor.registrations, mocks.invocations, dict(outputs), recorder.records, secrets)
 
 
 MAIN = PROJECT_DIR / "__main__.py"

@@ -20,6 +20,8 @@ from desktop.commands.offline import Registration, Rendering
 from desktop.commands.stack_file import read_stack
 
 AFTER_DEPLOY = "known after deploy"
+#: What a plan shows instead of a secret (the DCV password, in an output or an input).
+SECRET = "[secret]"
 
 
 def register(subparsers) -> None:
@@ -52,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"Offline rendering of stack {args.stack!r} (Pulumi.{args.stack}.yaml, region {region}), "
           "made without AWS and without the Pulumi CLI.")
     print(f"Values that only exist after deploy are shown as <..., {AFTER_DEPLOY}>.\n")
+    print(access_line(read_stack(args.stack).parse().args) + "\n")
     print("\n".join(tree_lines(rendering)))
     print("\nOutputs:")
     width = max(len(k) for k in rendering.outputs)
-    for key, value in rendering.outputs.items():
+    for key, value in shown_outputs(rendering).items():
         print(f"  {key:<{width}}  {value if value != '' else '(none)'}")
     print("\nWarnings:" if rendering.warnings else "\nWarnings: none")
     for warning in rendering.warnings:
@@ -66,6 +69,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(rendering.registrations)} resources, {len(rendering.outputs)} outputs, "
           f"rendered in {time.monotonic() - started:.1f} s.")
     return 0
+
+
+def access_line(args) -> str:
+    """How the desktop is reached: ports open to accessCidr, or Session Manager only."""
+    if args.security_group_id:
+        return (f"Access: as the given security group {args.security_group_id} admits; "
+                "Session Manager (no port needed) too.")
+    if args.session_manager_only:
+        return ("Access: Session Manager only: no port open to any address "
+                "(`python -m desktop connect --ssm`, `python -m desktop shell`).")
+    return (f"Access: SSH (22) and DCV (8443) open from {args.access_cidr}; "
+            "Session Manager (no port needed) too.")
+
+
+def shown_outputs(rendering: Rendering) -> dict[str, Any]:
+    """The outputs as `pulumi stack output` shows them: secrets hidden."""
+    return {key: SECRET if key in rendering.secret_outputs else value for key, value in rendering.outputs.items()}
+
+
+def _shown_inputs(reg: Registration) -> dict[str, Any]:
+    return {key: SECRET if key in reg.secret_inputs else value for key, value in reg.inputs.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -127,11 +151,16 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
                        f" on {', '.join(_as_list(statement['Resource']))}")
     elif kind == "InstanceProfile":
         out.append(f"role {i.get('role')}")
+    elif kind == "RandomPassword":
+        out.append(f"{i.get('length'):.0f} characters (letters, digits, {i.get('overrideSpecial')}), "
+                   f"value {SECRET}")
+    elif kind == "Parameter":
+        out.append(f"{i.get('type')} {i.get('name')}, value {SECRET}")
     elif kind == "Instance":
         root = i.get("rootBlockDevice", {})
         meta = i.get("metadataOptions", {})
         out += [
-            f"type {i.get('instanceType')}, EBS-optimized {i.get('ebsOptimized')}, key pair {i.get('keyName')}",
+            f"type {i.get('instanceType')}, EBS-optimized {i.get('ebsOptimized')}, key pair {i.get('keyName') or '(none)'}",
             f"AMI {i.get('ami')}",
             f"root volume {root.get('volumeSize'):.0f} GiB {root.get('volumeType')}, encrypted "
             f"{root.get('encrypted')}, deleted on termination {root.get('deleteOnTermination')}",
@@ -161,7 +190,8 @@ def _user_data_size(encoded: str) -> str:
 
 # The architecture picture's order: network, storage, identity, instance.
 _ORDER = ("SecurityGroup", "SecurityGroupIngressRule", "SecurityGroupEgressRule", "FileSystem", "MountTarget",
-          "Role", "RolePolicyAttachment", "RolePolicy", "InstanceProfile", "Instance")
+          "Role", "RolePolicyAttachment", "RolePolicy", "InstanceProfile", "RandomPassword", "Parameter",
+          "Instance")
 
 
 def _reading_order(reg: Registration) -> tuple:
@@ -212,10 +242,10 @@ def plan_document(rendering: Rendering) -> dict:
                 "type": reg.type, "name": reg.name, "parent": reg.parent,
                 "retainOnDelete": reg.retain_on_delete, "deleteBeforeReplace": reg.delete_before_replace,
                 "ignoreChanges": reg.ignore_changes,
-                "inputs": {k: v for k, v in reg.inputs.items() if k != "userDataBase64"},
+                "inputs": {k: v for k, v in _shown_inputs(reg).items() if k != "userDataBase64"},
             }
             for reg in rendering.registrations
         ],
-        "outputs": rendering.outputs,
+        "outputs": shown_outputs(rendering),
         "warnings": rendering.warnings,
     }

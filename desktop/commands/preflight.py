@@ -168,6 +168,9 @@ def check_ami(account: Account) -> Iterable[Result]:
 
 def check_key_pair(account: Account) -> Iterable[Result]:
     name, region = account.args.key_name, account.aws.region
+    if name is None:
+        yield Result(PASS, "no keyName: the desktop gets no key pair; shell through Session Manager")
+        return
     try:
         account.ec2().describe_key_pairs(KeyNames=[name])
     except botocore.exceptions.ClientError as error:
@@ -378,6 +381,10 @@ def check_security_group(account: Account) -> Iterable[Result]:
         yield Result(FAIL, f"security group {group_id} is in {group['VpcId']}, not in vpcId {args.vpc_id}: "
                            "pick a group of the VPC, or unset securityGroupId to have one created")
         return
+    if args.access_cidr is None:
+        yield Result(PASS, f"security group {group_id} is in {args.vpc_id}; no accessCidr, so no port is "
+                           "checked: Session Manager reaches the desktop")
+        return
     cidr = ipaddress.IPv4Network(args.access_cidr)
     permissions = group.get("IpPermissions", [])
     missing = [port for port in (SSH_PORT, DCV_PORT) if not _admits(permissions, "tcp", port, cidr)]
@@ -465,7 +472,9 @@ def check_access_cidr(account: Account) -> Iterable[Result]:
     warnings = account.args.warnings
     for warning in warnings:
         yield Result(WARN, warning)
-    if not warnings:
+    if not warnings and account.args.access_cidr is None:
+        yield Result(PASS, "accessCidr is empty: no port open to any address; Session Manager only")
+    elif not warnings:
         yield Result(PASS, f"accessCidr {account.args.access_cidr} limits SSH and DCV to your range")
 
 
