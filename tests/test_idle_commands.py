@@ -342,3 +342,13 @@ def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clo
     for command in ("wait", "connect"):
         code, out, err = run(capsys, command, "--instance-id", instance)
         assert code == 2 and "is stopped" in err and "python -m desktop start --wait" in err
+
+
+@pytest.mark.parametrize("command", ["keep-awake", "status"])
+def test_the_commands_have_help_and_are_listed(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "--stack" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert command in capsys.readouterr().out
