@@ -99,3 +99,10 @@ def test_a_stopped_desktop_still_refuses_a_subnet_change(run_main):
     with pytest.raises(ConfigError) as caught:
         run_main(mocks=_Deployed({**STOPPED, "subnetId": "subnet-0aaaaaaaaaaaaaaaa"}))
     assert [p.key for p in caught.value.problems] == ["subnetId"]
+
+
+def test_plan_names_the_keep_awake_tag_apart_from_what_keeps_the_desktop(run_main):
+    lines = details(instance_of(run_main()), {})
+    assert "tags set outside Pulumi, which pulumi up leaves as they are: KeepAwakeUntil" in lines
+    (kept,) = [ln for ln in lines if ln.startswith("changes ignored")]
+    assert "KeepAwakeUntil" not in kept and "subnetId" in kept

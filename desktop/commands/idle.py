@@ -114,7 +114,7 @@ def _keep_awake(args: argparse.Namespace) -> int:
     print(f"{target.instance_id} is kept awake until {utc(deadline)} ({span(deadline - now)} from now); "
           "`python -m desktop keep-awake off` ends it sooner")
     if state in ("stopped", "stopping"):
-        print(f"the desktop is {state}: the keep-awake counts once it runs; {START_HINT}")
+        print(f"the desktop is {state}: the keep-awake counts once it runs; {_start_hint(state)}")
     return 0
 
 
@@ -274,8 +274,13 @@ def _status(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"{name + ':':<{width + 1}}  {value}")
     if state in ("stopped", "stopping"):
-        print(f"the desktop is {state}: {START_HINT}")
+        print(f"the desktop is {state}: {_start_hint(state)}")
     return 0
+
+
+def _start_hint(state: str) -> str:
+    # EC2 refuses to start an instance that is still stopping.
+    return START_HINT if state == "stopped" else f"once it is stopped, {START_HINT}"
 
 
 # ---------------------------------------------------------------------------

@@ -148,8 +148,13 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
         out.append("kept on destroy and on replacement (retain_on_delete)")
     if reg.delete_before_replace:
         out.append("a replacement deletes it before creating the new one (delete_before_replace)")
-    if reg.ignore_changes:
-        out.append(f"changes ignored, so they never replace it: {', '.join(reg.ignore_changes)}")
+    tag_paths = ("tags.", "tagsAll.")
+    kept = [path for path in reg.ignore_changes if not path.startswith(tag_paths)]
+    outside = sorted({path.split(".", 1)[1] for path in reg.ignore_changes if path.startswith(tag_paths)})
+    if kept:
+        out.append(f"changes ignored, so they never replace it: {', '.join(kept)}")
+    if outside:
+        out.append(f"tags set outside Pulumi, which pulumi up leaves as they are: {', '.join(outside)}")
     return out
 
 
