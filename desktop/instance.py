@@ -113,9 +113,14 @@ def desktop_instance(
 
 def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
     """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
-    kept = [getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE]
-    pulumi.Output.all(instance.urn, instance.instance_state, *kept).apply(
-        lambda v: _refuse_differences(v[0], v[2:], args, state=v[1], instance=instance))
+    always = [kept for kept in KEPT_ON_CHANGE if kept[2] not in READ_ONLY_WHILE_RUNNING]
+    pulumi.Output.all(instance.urn, *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
+        lambda v: _refuse_differences(v[0], always, v[1:], args))
+    # Apart, so that the checks above never wait for the instance state to be known.
+    while_running = [kept for kept in KEPT_ON_CHANGE if kept[2] in READ_ONLY_WHILE_RUNNING]
+    pulumi.Output.all(instance.urn, instance.instance_state,
+                      *[getattr(instance, attribute) for _, attribute, _ in while_running]).apply(
+        lambda v: _refuse_differences(v[0], while_running, v[2:], args, state=v[1], instance=instance))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -154,10 +159,12 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs, state: Optional[str] = None,
-                        instance: Optional[aws.ec2.Instance] = None) -> None:
+def _refuse_differences(urn: str, checked: list, actual_values: list, args: DesktopArgs,
+                        state: Optional[str] = None, instance: Optional[aws.ec2.Instance] = None) -> None:
+    """A ConfigError for each of the ``checked`` KEPT_ON_CHANGE entries whose config differs
+    from what the instance has (``actual_values``, in the same order)."""
     problems = []
-    for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
+    for (_, _, field), actual in zip(checked, actual_values):
         wanted = getattr(args, field)
         if field in READ_ONLY_WHILE_RUNNING and state is not None and state != "running":
             # Not readable now: a stopped desktop reads as "no public IP" whatever it has. No
