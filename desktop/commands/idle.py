@@ -19,7 +19,6 @@ from typing import Callable, NamedTuple, Optional, Union
 import botocore.exceptions
 
 from desktop.commands import aws, operate
-from desktop.commands.errors import CommandError
 from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
 from desktop.partition import of_region
 
