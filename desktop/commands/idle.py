@@ -28,7 +28,6 @@ START_HINT = "start it: `python -m desktop start --wait`"
 
 # The Price List API answers from a few regions only; us-east-1 serves the whole aws partition.
 PRICING_REGION = "us-east-1"
-HOURS_PER_MONTH = Decimal(730)  # AWS's own figure for a month of hours in its price examples
 
 # Injected by tests, so deadlines and elapsed times do not depend on the clock.
 _now: Callable[[], float] = time.time
