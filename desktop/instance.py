@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 import pulumi_aws as aws
 
@@ -10,6 +12,7 @@ from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.dcv_password import DcvPassword
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
+from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
 from desktop.partition import Partition
 from desktop.storage import Storage
 
@@ -27,6 +30,19 @@ KEPT_ON_CHANGE = (
     ("keyName", "key_name", "key_name"),
     ("associatePublicIpAddress", "associate_public_ip_address", "public_ip"),
 )
+
+# The provider reads associatePublicIpAddress back from the primary network interface's
+# public IP association (terraform-provider-aws resourceInstanceFlatten:
+# `primaryNetworkInterface.Association != nil`). Only a running instance has one: a
+# stopped desktop reads as "no public IP" whatever it was created with, so the value is
+# compared only while the instance runs.
+READ_ONLY_WHILE_RUNNING = frozenset({"public_ip"})
+
+# The keep-awake tag is set from the laptop (CreateTags), so `pulumi up` must leave it
+# alone, with and without --refresh. The dot form is the one the Terraform bridge matches
+# against the property paths it walks (doIgnoreChanges); tagsAll too, because the
+# provider computes tags_all from tags and would otherwise plan the tag's removal from it.
+KEEP_AWAKE_IGNORED = (f"tags.{KEEP_AWAKE_UNTIL}", f"tagsAll.{KEEP_AWAKE_UNTIL}")
 
 
 def desktop_instance(
@@ -50,7 +66,7 @@ def desktop_instance(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
         role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id, dcv_password_parameter=v[5],
     ))
-    ignore = [prop for prop, *_ in KEPT_ON_CHANGE]
+    ignore = [prop for prop, *_ in KEPT_ON_CHANGE] + list(KEEP_AWAKE_IGNORED)
     if image.from_ssm:
         ignore.append("ami")
     instance = aws.ec2.Instance(
@@ -74,13 +90,21 @@ def desktop_instance(
             http_tokens="required",
             # 2 hops so containers on the desktop (docker is on the DLAMI) reach IMDSv2.
             http_put_response_hop_limit=2,
+            # The idle agent reads its policy and the keep-awake deadline from the tags.
+            instance_metadata_tags="enabled",
         ),
+        # The idle agent powers the machine off: that must stop it (root volume kept), never
+        # terminate it.
+        instance_initiated_shutdown_behavior="stop",
         # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
         # cloud-init decompresses it itself.
         user_data_base64=user_data.apply(cloud_init.encode),
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
-        tags={"Name": f"{name}-deep-learning-ubuntu-desktop"},
+        tags={
+            "Name": f"{name}-deep-learning-ubuntu-desktop",
+            IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
+        },
         opts=pulumi.ResourceOptions(
             parent=parent,
             ignore_changes=ignore,
@@ -95,8 +119,14 @@ def desktop_instance(
 
 def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
     """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
-    kept = [getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE]
-    pulumi.Output.all(instance.urn, *kept).apply(lambda v: _refuse_differences(v[0], v[1:], args, instance))
+    always = [kept for kept in KEPT_ON_CHANGE if kept[2] not in READ_ONLY_WHILE_RUNNING]
+    pulumi.Output.all(instance.urn, *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
+        lambda v: _refuse_differences(v[0], always, v[1:], args, instance=instance))
+    # Apart, so that the checks above never wait for the instance state to be known.
+    while_running = [kept for kept in KEPT_ON_CHANGE if kept[2] in READ_ONLY_WHILE_RUNNING]
+    pulumi.Output.all(instance.urn, instance.instance_state,
+                      *[getattr(instance, attribute) for _, attribute, _ in while_running]).apply(
+        lambda v: _refuse_differences(v[0], while_running, v[2:], args, state=v[1], instance=instance))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -135,10 +165,21 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs, instance: aws.ec2.Instance) -> None:
+def _refuse_differences(urn: str, checked: list, actual_values: list, args: DesktopArgs,
+                        state: Optional[str] = None, instance: Optional[aws.ec2.Instance] = None) -> None:
+    """A ConfigError for each of the ``checked`` KEPT_ON_CHANGE entries whose config differs
+    from what the instance has (``actual_values``, in the same order)."""
     problems = []
-    for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
+    for (_, _, field), actual in zip(checked, actual_values):
         wanted = getattr(args, field)
+        if field in READ_ONLY_WHILE_RUNNING and state is not None and state != "running":
+            # Not readable now: a stopped desktop reads as "no public IP" whatever it has. No
+            # error on a value it cannot show, and no silent pass either (a matching "false"
+            # proves nothing): say so; the next `pulumi up` while it runs compares it.
+            pulumi.log.info(
+                f"the desktop is {state}: its {SETTINGS_BY_FIELD[field].key} setting can only be compared with "
+                f"the config ({str(wanted).lower()}) while it runs; a `pulumi up` while it runs checks it", instance)
+            continue
         if actual is None or actual == wanted:  # None: not known yet (a new desktop)
             continue
         if field == "key_name":

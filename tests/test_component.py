@@ -127,7 +127,7 @@ def test_instance_has_every_property_of_the_spec(run_main):
                                     "deleteOnTermination": True}
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["metadataOptions"]["httpEndpoint"] == "enabled"
-    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop"}
+    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30"}
     assert i["iamInstanceProfile"] == r.named("test-profile").state["name"]
     assert i["userDataReplaceOnChange"] is False
     assert "userData" not in i
@@ -164,7 +164,9 @@ def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(run_ma
 
 def test_inputs_that_would_replace_the_instance_are_kept(run_main):
     ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
-    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress"}
+    # Beside them only the keep-awake tag, which `python -m desktop keep-awake` sets.
+    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress",
+                       "tags.KeepAwakeUntil", "tagsAll.KeepAwakeUntil"}
 
 
 class _Deployed(offline.AccountMocks):

@@ -33,6 +33,10 @@ FAILED = "failed"  # the boot script's stage when it gives up: "failed: ..." or 
 STAGE_LINE = re.compile(r"deep-learning-desktop: *(?P<stage>[^\r\n]*?)\s*$", re.MULTILINE)
 # The kernel's first line on every boot: what precedes the last one is an older boot.
 KERNEL_BANNER = re.compile(r"^.*Linux version \S+", re.MULTILINE)
+# What the idle agent prints on the console (on changes only), after the boot's stages:
+# `idle since <time>`, `busy again (<reason>)`, `stopping after N idle minutes`. They are
+# not boot stages: after them the boot's last stage (`ready`) still holds.
+IDLE_LINE = re.compile(r"(idle since|busy again|stopping after)\b")
 
 # Injected by tests, so following a desktop takes no real time.
 _monotonic: Callable[[], float] = time.monotonic
@@ -144,11 +148,22 @@ def boot_stage(console: str) -> Optional[str]:
     """
     banners = list(KERNEL_BANNER.finditer(console))
     current = console[banners[-1].end():] if banners else console
-    stages = [m.group("stage") for m in STAGE_LINE.finditer(current) if m.group("stage")]
+    stages = _stages(current)
     if stages:
         return stages[-1]
-    earlier = [m.group("stage") for m in STAGE_LINE.finditer(console) if m.group("stage")]
-    return "rebooting" if earlier else None
+    return "rebooting" if _stages(console) else None
+
+
+def _stages(console: str) -> list[str]:
+    """The boot stages printed on ``console``, the idle agent's lines left out."""
+    return [m.group("stage") for m in STAGE_LINE.finditer(console)
+            if m.group("stage") and not IDLE_LINE.match(m.group("stage"))]
+
+
+def idle_lines(console: str) -> list[str]:
+    """The idle agent's lines on ``console`` (``idle since ...``, ``busy again ...``,
+    ``stopping after ...``), oldest first, across boots."""
+    return [m.group("stage") for m in STAGE_LINE.finditer(console) if IDLE_LINE.match(m.group("stage"))]
 
 
 def console_output(ec2, instance_id: str) -> str:
@@ -178,8 +193,12 @@ def status_checks(ec2, instance_id: str) -> str:
     return instance if system in ("ok", instance) else f"system {system}, instance {instance}"
 
 
-def follow(target: Desktop, timeout: float, poll: float, out=None) -> int:
-    """Follow the desktop until it is ready (0), or its boot fails or ``timeout`` seconds pass (1)."""
+def follow(target: Desktop, timeout: float, poll: float, out=None, stale_console: Optional[str] = None) -> int:
+    """Follow the desktop until it is ready (0), or its boot fails or ``timeout`` seconds pass (1).
+
+    ``stale_console`` is the console text from before a start: until EC2 shows a newer one,
+    its lines (the previous boot's ``ready`` among them) say nothing about this boot.
+    """
     out = out or sys.stdout
     ec2, iid = target.ec2(), target.instance_id
     start = _monotonic()
@@ -194,7 +213,10 @@ def follow(target: Desktop, timeout: float, poll: float, out=None) -> int:
                                   else ""))
         checks = status_checks(ec2, iid) if state == "running" else None
         if state == "running":
-            stage = boot_stage(console_output(ec2, iid)) or stage
+            console = console_output(ec2, iid)
+            if stale_console is None or console != stale_console:
+                stale_console = None
+                stage = boot_stage(console) or stage
         line = f"instance {state}"
         if checks:
             line += f", status checks {'passed' if checks == 'ok' else checks}"
@@ -307,17 +329,27 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console_or_none(target: Desktop) -> Optional[str]:
+    """The console text now, or None when EC2 gives none (it is only a hint)."""
+    try:
+        return console_output(target.ec2(), target.instance_id)
+    except botocore.exceptions.ClientError:
+        return None
+
+
 def _start(args: argparse.Namespace) -> int:
     target = desktop(args)
     with aws.errors():
         state = target.describe()["State"]["Name"]
+        before = None
         if state in ("running", "pending"):
             print(f"instance {target.instance_id} is already {state}")
         else:
+            before = _console_or_none(target)
             target.ec2().start_instances(InstanceIds=[target.instance_id])
             print(f"starting {target.instance_id}: EFS is mounted again at boot")
         if args.wait:
-            return follow(target, args.timeout, args.poll)
+            return follow(target, args.timeout, args.poll, stale_console=before)
     print("follow it with `python -m desktop wait`, then `python -m desktop connect` (the address changed)")
     return 0
 

@@ -18,6 +18,7 @@ from desktop.commands import offline
 from desktop import partition
 from desktop.commands.offline import Registration, Rendering
 from desktop.commands.stack_file import read_stack
+from desktop.instance_tags import IDLE_STOP_MINUTES
 
 AFTER_DEPLOY = "known after deploy"
 #: What a plan shows instead of a secret (the DCV password, in an output or an input).
@@ -164,7 +165,9 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
             f"AMI {i.get('ami')}",
             f"root volume {root.get('volumeSize'):.0f} GiB {root.get('volumeType')}, encrypted "
             f"{root.get('encrypted')}, deleted on termination {root.get('deleteOnTermination')}",
-            f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}",
+            f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}, "
+            f"tags in instance metadata {meta.get('instanceMetadataTags', 'disabled')}",
+            _idle_policy(i),
             f"subnet {i.get('subnetId')}, public IP {i.get('associatePublicIpAddress')}, "
             f"security groups {[_name(g, ids) for g in i.get('vpcSecurityGroupIds', [])]}",
             _user_data_size(i.get("userDataBase64", "")),
@@ -174,9 +177,27 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
         out.append("kept on destroy and on replacement (retain_on_delete)")
     if reg.delete_before_replace:
         out.append("a replacement deletes it before creating the new one (delete_before_replace)")
-    if reg.ignore_changes:
-        out.append(f"changes ignored, so they never replace it: {', '.join(reg.ignore_changes)}")
+    tag_paths = ("tags.", "tagsAll.")
+    kept = [path for path in reg.ignore_changes if not path.startswith(tag_paths)]
+    outside = sorted({path.split(".", 1)[1] for path in reg.ignore_changes if path.startswith(tag_paths)})
+    if kept:
+        out.append(f"changes ignored, so they never replace it: {', '.join(kept)}")
+    if outside:
+        out.append(f"tags set outside Pulumi, which pulumi up leaves as they are: {', '.join(outside)}")
     return out
+
+
+def _idle_policy(inputs: dict) -> str:
+    """The idle policy the instance's tag gives its agent, and what a poweroff does."""
+    minutes = (inputs.get("tags") or {}).get(IDLE_STOP_MINUTES)
+    shutdown = inputs.get("instanceInitiatedShutdownBehavior", "stop")
+    if minutes is None:
+        policy = "no idle policy"
+    elif minutes == "0":
+        policy = "never stops itself (idleStopMinutes 0)"
+    else:
+        policy = f"stops itself after {minutes} idle minutes"
+    return f"idle: {policy}; a shutdown from inside {'stops' if shutdown == 'stop' else shutdown + 's'} it"
 
 
 def _user_data_size(encoded: str) -> str:

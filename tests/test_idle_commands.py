@@ -1,0 +1,354 @@
+"""``python -m desktop keep-awake | status`` against moto, and `wait`/`start --wait` on a
+console that holds the idle agent's lines, run as a person runs them (``AWS_ENDPOINT_URL``).
+
+moto 5.2.5 does not implement the AWS Price List API (``pricing``), so its answers come
+from botocore's Stubber, with GetProducts responses shaped like the real ones (each
+PriceList item is a JSON string)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import botocore.session
+import pytest
+from botocore.stub import Stubber
+
+from desktop.commands import idle, operate
+from desktop.commands.aws import CLIENT_CONFIG
+from desktop.commands.cli import main
+from tests.moto_account import (  # noqa: F401
+    REGION, add_image, aws_env, backend, client, console, moto_server, throttling_endpoint, write_stack,
+)
+
+BANNER = "[    0.000000] Linux version 6.8.0-1021-aws (buildd@lcy02-amd64-030) #23-Ubuntu SMP\n"
+LAUNCH = datetime.datetime(2026, 11, 27, 22, 0, tzinfo=datetime.timezone.utc)
+NOW = LAUNCH.timestamp() + 90 * 60  # 1h30m after the last start
+
+
+def line(text: str) -> str:
+    return f"[   42.1] cloud-init[1234]: deep-learning-desktop: {text}\n"
+
+
+class Clock:
+    """A fake monotonic clock for `wait`; each sleep plays the next scripted event."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.events = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.events:
+            self.events.pop(0)()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(operate, "_monotonic", fake.monotonic)
+    monkeypatch.setattr(operate, "_sleep", fake.sleep)
+    monkeypatch.setattr(idle, "_now", lambda: NOW)
+    return fake
+
+
+@pytest.fixture
+def instance(aws_env, tmp_path, monkeypatch):
+    """A running g4dn.xlarge desktop with a 200 GiB gp3 root volume and the idle policy tag."""
+    ec2 = client("ec2")
+    image = add_image("x86_64")
+    found = ec2.run_instances(
+        ImageId=image, InstanceType="g4dn.xlarge", MinCount=1, MaxCount=1,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 200, "VolumeType": "gp3"}}],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "IdleStopMinutes", "Value": "30"}]}],
+    )["Instances"][0]["InstanceId"]
+    backend("ec2").get_instance(found).launch_time = LAUNCH.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    write_stack(tmp_path, {"s3Bucket": "b"}, stack="test")
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    return found
+
+
+def run(capsys, *argv: str):
+    code = main([*argv, "--stack", "test", "--project-dir", "."])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tags_of(instance_id: str) -> dict:
+    described = client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+
+
+# --- the Price List API, stubbed -----------------------------------------------------
+
+def price_item(attributes: dict, unit: str, usd: str, product_family: str) -> str:
+    """One PriceList entry as GetProducts returns it: a JSON document in a string."""
+    sku = "JRTCKXETXFAKESKU"
+    return json.dumps({
+        "product": {"productFamily": product_family, "attributes": attributes, "sku": sku},
+        "serviceCode": "AmazonEC2",
+        "terms": {
+            "OnDemand": {f"{sku}.JRTCKXETXF": {
+                "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                    "unit": unit, "endRange": "Inf", "description": f"${usd} per {unit}", "appliesTo": [],
+                    "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0", "pricePerUnit": {"USD": usd}}},
+                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
+                "termAttributes": {}}},
+            "Reserved": {f"{sku}.4NA7Y494T4": {
+                "priceDimensions": {f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
+                    "unit": unit, "description": "reserved", "appliesTo": [], "beginRange": "0", "endRange": "Inf",
+                    "rateCode": f"{sku}.4NA7Y494T4.6YS6EN2CT7", "pricePerUnit": {"USD": "0.3310000000"}}},
+                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "4NA7Y494T4",
+                "termAttributes": {"LeaseContractLength": "1yr", "OfferingClass": "standard",
+                                   "PurchaseOption": "No Upfront"}}},
+        },
+        "version": "20261120000000",
+        "publicationDate": "2026-11-20T00:00:00Z",
+    })
+
+
+G4DN = {"instanceType": "g4dn.xlarge", "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
+        "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required",
+        "location": "US East (N. Virginia)", "vcpu": "4", "memory": "16 GiB", "gpu": "1"}
+GP3 = {"productFamily": "Storage", "volumeApiName": "gp3", "regionCode": REGION, "location": "US East (N. Virginia)",
+       "storageMedia": "SSD-backed", "volumeType": "General Purpose"}
+
+
+def filters(**fields) -> list:
+    return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in fields.items()]
+
+
+def instance_query():
+    wanted = {k: G4DN[k] for k in ("instanceType", "regionCode", "operatingSystem", "tenancy", "preInstalledSw",
+                                   "capacitystatus", "licenseModel")}
+    return {"ServiceCode": "AmazonEC2", "MaxResults": 20, "Filters": filters(**wanted)}
+
+
+def volume_query():
+    return {"ServiceCode": "AmazonEC2", "MaxResults": 20,
+            "Filters": filters(productFamily="Storage", volumeApiName="gp3", regionCode=REGION)}
+
+
+@pytest.fixture
+def pricing(monkeypatch):
+    """The client status uses for the Price List API, with its answers stubbed."""
+    made = botocore.session.get_session().create_client(
+        "pricing", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    stubber = Stubber(made)
+    monkeypatch.setattr(idle, "_pricing_client", lambda session: made)
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
+
+
+def usual_prices(stubber):
+    stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        price_item(G4DN, "Hrs", "0.5260000000", "Compute Instance")]}, instance_query())
+    stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        price_item(GP3, "GB-Mo", "0.0800000000", "Storage")]}, volume_query())
+
+
+# --- status ----------------------------------------------------------------------------
+
+def fields(out: str) -> dict:
+    found = {}
+    for text in out.splitlines():
+        name, sep, value = text.partition(":  ")
+        if sep:
+            found[name.strip().rstrip(":")] = value.strip()
+    return found
+
+
+def test_status_of_a_running_desktop(instance, console, clock, pricing, capsys):
+    usual_prices(pricing)
+    client("ec2").create_tags(Resources=[instance], Tags=[{"Key": "KeepAwakeUntil", "Value": str(int(NOW) + 7200)}])
+    console(instance, BANNER + line("ready") + line("idle since 2026-11-27 23:05 UTC")
+            + line("busy again (dcv client connected)") + line("idle since 2026-11-27 23:20 UTC"))
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    shown = fields(out)
+    assert shown["state"] == "running since 2026-11-27 22:00 UTC (1h30m)"
+    # 1.5 hours at $0.526 an hour is $0.789.
+    assert shown["type"] == "g4dn.xlarge, $0.526/hour on demand; this run so far $0.79"
+    assert shown["root volume"].endswith("200 GiB gp3: $16.00/month ($0.080 per GB-month), also while stopped")
+    assert shown["idle policy"] == "stops itself after 30 idle minutes"
+    assert shown["keep-awake"] == "until 2026-11-28 01:30 UTC (2h00m from now)"
+    assert shown["idle agent"] == "idle since 2026-11-27 23:20 UTC"
+    assert "start --wait" not in out
+
+
+def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, pricing, capsys):
+    usual_prices(pricing)
+    client("ec2").stop_instances(InstanceIds=[instance])
+    from moto.ec2.models.instances import StateReason
+
+    stopped = backend("ec2").get_instance(instance)
+    stopped.state_reason = StateReason("Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+                                       "Client.InstanceInitiatedShutdown")
+    console(instance, BANNER + line("ready") + line("idle since 2026-11-27 22:40 UTC")
+            + line("stopping after 30 idle minutes"))
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    shown = fields(out)
+    assert shown["state"].startswith("stopped: it stopped itself")
+    assert shown["type"] == "g4dn.xlarge, $0.526/hour on demand while it runs"
+    assert shown["idle agent"] == "stopping after 30 idle minutes"
+    assert out.splitlines()[-1] == "the desktop is stopped: start it: `python -m desktop start --wait`"
+
+
+def test_status_says_unknown_when_the_price_list_refuses(instance, console, clock, pricing, capsys):
+    for _ in range(2):
+        pricing.add_client_error("get_products", service_error_code="AccessDeniedException",
+                                 service_message="not authorized to perform: pricing:GetProducts", http_status_code=400)
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    shown = fields(out)
+    assert shown["type"] == ("g4dn.xlarge, unknown (the Price List API said AccessDeniedException: not authorized "
+                             "to perform: pricing:GetProducts) on demand")
+    assert "$" not in out
+    assert shown["root volume"].endswith("200 GiB gp3: unknown (the Price List API said AccessDeniedException: "
+                                         "not authorized to perform: pricing:GetProducts)")
+
+
+def test_status_never_guesses_between_two_prices(instance, console, clock, pricing, capsys):
+    pricing.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        price_item(G4DN, "Hrs", "0.5260000000", "Compute Instance"),
+        price_item({**G4DN, "marketoption": "OnDemand"}, "Hrs", "0.6000000000", "Compute Instance")]},
+        instance_query())
+    pricing.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, volume_query())
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    shown = fields(out)
+    assert shown["type"] == "g4dn.xlarge, unknown (the Price List API gives 2 different prices) on demand"
+    assert shown["root volume"].endswith("unknown (the Price List API has no on-demand price for it)")
+
+
+def test_status_without_the_policy_tag_says_so(instance, console, clock, pricing, capsys):
+    usual_prices(pricing)
+    client("ec2").delete_tags(Resources=[instance], Tags=[{"Key": "IdleStopMinutes"}])
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert fields(out)["idle policy"] == "unknown (no IdleStopMinutes tag: `pulumi up` sets it)"
+    assert fields(out)["idle agent"] == "none on the console yet"
+
+
+def test_status_of_an_unknown_instance_is_exit_2(instance, capsys):
+    code, out, err = run(capsys, "status", "--instance-id", "i-0123456789abcdef0")
+    assert code == 2 and err.startswith("error: instance i-0123456789abcdef0 does not exist")
+
+
+@pytest.mark.parametrize("tag, shown", [("0", "never stops itself (idleStopMinutes 0)"),
+                                        ("1440", "stops itself after 1440 idle minutes"),
+                                        ("soon", "unknown (IdleStopMinutes='soon')")])
+def test_idle_policy_text(tag, shown):
+    assert idle.idle_policy({"IdleStopMinutes": tag}) == shown
+
+
+# --- keep-awake -------------------------------------------------------------------------
+
+def test_keep_awake_sets_shows_and_ends_the_deadline(instance, clock, capsys):
+    code, out, err = run(capsys, "keep-awake", "4h", "--instance-id", instance)
+    assert code == 0, err
+    assert tags_of(instance)["KeepAwakeUntil"] == str(int(NOW) + 4 * 3600)
+    assert "kept awake until 2026-11-28 03:30 UTC (4h00m from now)" in out
+    code, out, err = run(capsys, "keep-awake", "--instance-id", instance)
+    assert code == 0 and "until 2026-11-28 03:30 UTC (4h00m from now)" in out
+    assert tags_of(instance)["KeepAwakeUntil"] == str(int(NOW) + 4 * 3600)  # showing changes nothing
+    code, out, err = run(capsys, "keep-awake", "off", "--instance-id", instance)
+    assert code == 0 and "KeepAwakeUntil" not in tags_of(instance)
+    assert tags_of(instance)["IdleStopMinutes"] == "30"  # the policy stays
+    code, out, err = run(capsys, "keep-awake", "--instance-id", instance)
+    assert out.startswith(f"keep-awake of {instance}: none")
+
+
+def test_keep_awake_accepts_exactly_72_hours(instance, clock, capsys):
+    code, out, err = run(capsys, "keep-awake", "72h", "--instance-id", instance)
+    assert code == 0, err
+    assert tags_of(instance)["KeepAwakeUntil"] == str(int(NOW) + 72 * 3600)
+
+
+@pytest.mark.parametrize("given", ["72h1s", "73h", "0", "0m", "soon"])
+def test_keep_awake_refuses_what_is_not_from_a_second_to_72_hours(given, instance, clock, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["keep-awake", given, "--instance-id", instance, "--stack", "test", "--project-dir", "."])
+    assert exit_.value.code == 2
+    assert "at most 72h" in capsys.readouterr().err or given == "soon"
+    assert "KeepAwakeUntil" not in tags_of(instance)
+
+
+def test_keep_awake_on_a_stopped_desktop_says_how_to_start_it(instance, clock, capsys):
+    client("ec2").stop_instances(InstanceIds=[instance])
+    code, out, err = run(capsys, "keep-awake", "2h", "--instance-id", instance)
+    assert code == 0, err
+    assert "the desktop is stopped" in out and "python -m desktop start --wait" in out
+
+
+def test_an_expired_deadline_is_shown_as_expired():
+    assert idle.describe_keep_awake({"KeepAwakeUntil": str(int(NOW) - 60)}, NOW) == "expired at 2026-11-27 23:29 UTC"
+
+
+@pytest.mark.parametrize("command", [["keep-awake", "1h"], ["status"]])
+def test_throttling_is_one_line_and_exit_2(command, instance, throttling_endpoint, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", throttling_endpoint.url)
+    code, out, err = run(capsys, *command, "--instance-id", instance)
+    assert code == 2 and err.startswith("error: AWS is throttling DescribeInstances even after retries")
+    assert throttling_endpoint.requests == ["DescribeInstances"] * CLIENT_CONFIG.retries["total_max_attempts"]
+
+
+# --- the idle agent's console lines are no boot stages -----------------------------------
+
+@pytest.mark.parametrize("after", ["idle since 2026-11-27 23:05 UTC", "busy again (gpu 87%)",
+                                   "stopping after 30 idle minutes"])
+def test_boot_stage_skips_the_idle_agent_lines(after):
+    assert operate.boot_stage(BANNER + line("ready") + line(after)) == "ready"
+    # and a previous boot that ended with them is still an older boot
+    assert operate.boot_stage(BANNER + line("ready") + line(after) + BANNER) == "rebooting"
+
+
+def test_wait_sees_ready_behind_the_idle_agent_lines(instance, console, clock, capsys):
+    console(instance, BANNER + line("ready") + line("idle since 2026-11-27 23:05 UTC")
+            + line("busy again (ssh session)"))
+    code, out, err = run(capsys, "wait", "--instance-id", instance)
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith(f"desktop {instance} is ready after 0m00s")
+
+
+def test_start_wait_ignores_the_previous_boots_console(instance, console, clock, capsys):
+    """A desktop that stopped itself: its console still ends with the last boot's `ready` and
+    the agent's lines until EC2 shows the new boot."""
+    client("ec2").stop_instances(InstanceIds=[instance])
+    previous = BANNER + line("ready") + line("idle since 2026-11-27 22:40 UTC") + line("stopping after 30 idle minutes")
+    console(instance, previous)
+    clock.events = [
+        lambda: None,  # 0m20s: EC2 still shows the previous boot
+        lambda: console(instance, previous + BANNER + line("efs mounted at /home/ubuntu/efs")),
+        lambda: console(instance, previous + BANNER + line("efs mounted at /home/ubuntu/efs") + line("ready")),
+    ]
+    code, out, err = run(capsys, "start", "--instance-id", instance, "--wait", "--poll", "20s")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert not any("boot stage: ready" in ln for ln in lines if "0m00s" in ln or "0m20s" in ln)
+    assert any("0m40s" in ln and "boot stage: efs mounted" in ln for ln in lines)
+    assert lines[-1].startswith(f"desktop {instance} is ready after 1m00s")
+
+
+def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clock, capsys):
+    client("ec2").stop_instances(InstanceIds=[instance])
+    for command in ("wait", "connect"):
+        code, out, err = run(capsys, command, "--instance-id", instance)
+        assert code == 2 and "is stopped" in err and "python -m desktop start --wait" in err
+
+
+@pytest.mark.parametrize("command", ["keep-awake", "status"])
+def test_the_commands_have_help_and_are_listed(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "--stack" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert command in capsys.readouterr().out
