@@ -21,3 +21,6 @@ pulumi.export("SshCommand", desktop.ssh_command)
 pulumi.export("AmiId", desktop.ami_id)
 pulumi.export("AmiSource", desktop.ami_source)
 pulumi.export("EfsMountPath", desktop.efs_mount_path)
+if desktop.fsx_file_system_id is not None:
+    pulumi.export("FsxFileSystemId", desktop.fsx_file_system_id)
+    pulumi.export("FsxMountPath", desktop.fsx_mount_path)

@@ -32,6 +32,11 @@ VARIABLES = {
     "role_arn": "ROLE_ARN",
     "security_group_id": "SECURITY_GROUP_ID",
     "subnet_id": "SUBNET_ID",
+    # FSx for Lustre: empty DNS name = off.
+    "fsx_dns_name": "FSX_DNS_NAME",
+    "fsx_mount_name": "FSX_MOUNT_NAME",
+    "fsx_mount_path": "FSX_MOUNT_PATH",
+    "efa": "EFA",  # "true" when the primary interface is an EFA
 }
 
 #: Last line of the rendered assignment block (tests cut the script here).
@@ -125,11 +130,16 @@ def render(
     role_arn: str,
     security_group_id: str,
     subnet_id: str,
+    fsx_dns_name: str = "",
+    fsx_mount_name: str = "",
+    fsx_mount_path: str = "",
+    efa: str = "false",
 ) -> str:
     """Return the EC2 user data: a multi-part MIME document (text), readable.
 
     Part 1 is text/cloud-config (user scripts run at every boot), part 2 the
-    text/x-shellscript boot script. Every value reaches the script only as a
+    text/x-shellscript boot script. The FSx and EFA values default to "off", so callers
+    that know nothing of them keep working. Every value reaches the script only as a
     ``shlex.quote``d assignment at its top. EC2 gets it gzip-compressed
     (:func:`encode`); raises :class:`UserDataTooLarge` when that exceeds EC2's
     16,384-byte limit.
@@ -142,6 +152,10 @@ def render(
         "role_arn": role_arn,
         "security_group_id": security_group_id,
         "subnet_id": subnet_id,
+        "fsx_dns_name": fsx_dns_name,
+        "fsx_mount_name": fsx_mount_name,
+        "fsx_mount_path": fsx_mount_path,
+        "efa": efa,
     }
     cloud_config = _strip_comments(_CLOUD_CONFIG.read_text(encoding="utf-8"))
     script = _script(values)
