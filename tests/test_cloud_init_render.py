@@ -41,6 +41,11 @@ LONGEST = {
                                                                   2048 - 37),
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
+    # FSx for Lustre on: a DNS name in the longest region, its mount name, the longest path.
+    "fsx_dns_name": "fs-0123456789abcdef0.fsx.ap-southeast-7-longest-a.amazonaws.com.cn",
+    "fsx_mount_name": _noise(string.ascii_lowercase + string.digits, 8),
+    "fsx_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
+    "efa": "true",
 }
 
 
