@@ -164,7 +164,9 @@ def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(run_ma
 
 def test_inputs_that_would_replace_the_instance_are_kept(run_main):
     ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
-    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress"}
+    # The EFA interface, the Capacity Block market type and the tag saying EFA: see tests/test_heavy_ml.py.
+    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress",
+                       "primaryNetworkInterface", "instanceMarketOptions", 'tags["Efa"]'}
 
 
 class _Deployed(offline.AccountMocks):
