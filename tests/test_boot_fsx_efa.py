@@ -43,10 +43,14 @@ def lustre_installs(boots) -> list[str]:
 @pytest.mark.parametrize("version,arch", PLATFORMS)
 def test_fsx_client_is_installed_once_and_mounted_through_one_fstab_line(sandbox, version, arch):
     box = sandbox(version=version, arch=arch)
-    boots = [box.boot(**FSX) for _ in range(3)]
+    boots, fstabs = [], []
+    for _ in range(3):
+        boots.append(box.boot(**FSX))
+        fstabs.append(box.read("/etc/fstab"))
     assert [b.returncode for b in boots] == [0, 0, 0], boots[0].output
     assert lustre_installs(boots) == [f"lustre-client-modules-{KERNEL}"]
     assert lustre_lines(box) == [FSX_LINE]
+    assert fstabs[0] == fstabs[1] == fstabs[2]  # rewritten, never appended to
     # AWS's repository for this release, signed by AWS's key (dearmored into the keyring).
     repo = box.read("/etc/apt/sources.list.d/fsxlustreclientrepo.list")
     assert repo == ("deb [signed-by=/usr/share/keyrings/fsx-ubuntu-public-key.gpg] "
