@@ -350,10 +350,11 @@ add_lustre_repo() {
     *) codename=noble ;;
   esac
   [[ -s "$ROOT$FSX_KEYRING" && -s "$list" ]] && return 0
-  mkdir -p "$STATE_DIR/fsx" "$(dirname "$ROOT$FSX_KEYRING")"
-  download "$FSX_KEY_URL" "$STATE_DIR/fsx/key.asc"
-  gpg --batch --yes --dearmor -o "$ROOT$FSX_KEYRING" "$STATE_DIR/fsx/key.asc"
-  echo "deb [signed-by=$FSX_KEYRING] $FSX_REPO $codename main" | write_file "$list"
+  # Called where `set -e` does not hold: each step says itself whether it worked.
+  mkdir -p "$STATE_DIR/fsx" "$(dirname "$ROOT$FSX_KEYRING")" || return 1
+  download "$FSX_KEY_URL" "$STATE_DIR/fsx/key.asc" || return 1
+  gpg --batch --yes --dearmor -o "$ROOT$FSX_KEYRING" "$STATE_DIR/fsx/key.asc" || return 1
+  echo "deb [signed-by=$FSX_KEYRING] $FSX_REPO $codename main" | write_file "$list" || return 1
   retry 10 30 apt_get update
 }
 

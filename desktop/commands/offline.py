@@ -3,7 +3,8 @@
 Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
 records every resource registration with the options a reviewer cares about
 (parent, retain-on-delete, delete-before-replace, ignore-changes, dependencies); :class:`AccountMocks`
-answers the invokes (partition, region, instance type, SSM parameter, AMI lookup) and fills
+answers the invokes (partition, region, instance type with its EFA support, SSM parameter, AMI
+lookup, Capacity Block lookup) and fills
 in the values that only AWS knows after deploy.
 """
 
