@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from desktop.commands.cli import main
 from desktop.commands.preflight import FAIL, PASS, WARN, Account, check_capacity_reservation
 from desktop.config import DesktopArgs
-from tests.moto_account import moto_module, moto_server, seed_good_account, write_stack  # noqa: F401
+from tests.moto_account import client, moto_module, moto_server, seed_good_account, write_stack  # noqa: F401
 
 RESERVATION = "cr-0123456789abcdef0"
 SUBNET = "subnet-0123456789abcdef0"
@@ -45,8 +45,26 @@ def test_efa_on_a_type_without_it_fails(good, tmp_path, capsys):
 
 def test_efa_on_a_type_with_it_passes(good, tmp_path, capsys):
     lines = run_preflight(tmp_path, capsys, {**good.config, "efa": "true", "instanceType": "g5.48xlarge"})
-    (efa,) = [ln for ln in lines if "EFA" in ln]
+    (efa,) = [ln for ln in lines if "has EFA" in ln]
     assert efa.startswith("PASS") and "g5.48xlarge has EFA" in efa
+
+
+def test_a_given_group_without_self_rules_is_warned_about_for_efa(good, tmp_path, capsys):
+    lines = run_preflight(tmp_path, capsys, {**good.config, "efa": "true", "instanceType": "g5.48xlarge"})
+    (group,) = [ln for ln in lines if "within itself" in ln]
+    assert group.startswith("WARN") and "inbound and outbound" in group and good.security_group_id in group
+
+
+def test_a_given_group_with_self_rules_passes_for_efa(good, tmp_path, capsys):
+    ec2 = client("ec2")
+    group = ec2.create_security_group(GroupName="efa-ready", Description="efa", VpcId=good.vpc_id)["GroupId"]
+    self_rule = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group}]}]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=self_rule)
+    ec2.authorize_security_group_egress(GroupId=group, IpPermissions=self_rule)
+    lines = run_preflight(tmp_path, capsys, {**good.config, "efa": "true", "instanceType": "g5.48xlarge",
+                                             "securityGroupId": group})
+    (line,) = [ln for ln in lines if "within itself" in ln]
+    assert line.startswith("PASS")
 
 
 def test_efa_off_is_not_checked(good, tmp_path, capsys):

@@ -349,10 +349,41 @@ def check_efa(account: Account) -> Iterable[Result]:
     if network.get("EfaSupported"):
         yield Result(PASS, f"instance type {args.instance_type} has EFA "
                            f"(up to {network.get('EfaInfo', {}).get('MaximumEfaInterfaces', 1)} interfaces)")
+        yield from _check_efa_group(account)
         return
     yield Result(FAIL, f"efa is true but instance type {args.instance_type} has no EFA: set efa false or pick a type "
                        "with EFA (`aws ec2 describe-instance-types --filters Name=network-info.efa-supported,"
                        "Values=true --query 'InstanceTypes[].InstanceType'`)")
+
+
+def _check_efa_group(account: Account) -> Iterable[Result]:
+    """EFA traffic needs all traffic in and out within the interface's group. The group the
+    program creates has those rules; a given one is checked here."""
+    group_id = account.args.security_group_id
+    if not group_id:
+        return
+    try:
+        group = account.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidGroup"):
+            raise
+        return  # reported by check_security_group
+
+    def to_itself(permissions: list[dict]) -> bool:
+        return any(p.get("IpProtocol") == "-1" and any(pair.get("GroupId") == group_id
+                                                        for pair in p.get("UserIdGroupPairs", []))
+                   for p in permissions)
+
+    missing = [way for way, key in (("inbound", "IpPermissions"), ("outbound", "IpPermissionsEgress"))
+               if not to_itself(group.get(key, []))]
+    if not missing:
+        yield Result(PASS, f"security group {group_id} lets all traffic in and out within itself, as EFA needs")
+        return
+    commands = " and ".join(
+        f"`aws ec2 authorize-security-group-{'ingress' if way == 'inbound' else 'egress'} --group-id {group_id} "
+        f"--ip-permissions IpProtocol=-1,UserIdGroupPairs=[{{GroupId={group_id}}}]`" for way in missing)
+    yield Result(WARN, f"security group {group_id} does not let all {' and '.join(missing)} traffic through "
+                       f"within itself: EFA traffic between instances of the group fails; add {commands}")
 
 
 #: States of a capacity reservation an instance can run in, now or from its start date.
