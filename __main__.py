@@ -24,3 +24,6 @@ pulumi.export("EfsMountPath", desktop.efs_mount_path)
 # The DCV login; the password is a secret: `pulumi stack output DcvPassword --show-secrets`.
 pulumi.export("DcvUser", desktop.dcv_user)
 pulumi.export("DcvPassword", desktop.dcv_password)
+if desktop.fsx_file_system_id is not None:
+    pulumi.export("FsxFileSystemId", desktop.fsx_file_system_id)
+    pulumi.export("FsxMountPath", desktop.fsx_mount_path)

@@ -3,8 +3,8 @@
 # cloud-config part). First boot: install GNOME + Amazon DCV, then reboot once.
 # Later boots: no installs, no reboot; re-apply the values, wait for DCV, mount EFS.
 # cloud_init.render puts REGION, DNS_SUFFIX, EFS_FILE_SYSTEM_ID, EFS_MOUNT_PATH,
-# ROLE_ARN, SECURITY_GROUP_ID, SUBNET_ID and DCV_PASSWORD_PARAMETER above this text as
-# quoted assignments.
+# ROLE_ARN, SECURITY_GROUP_ID, SUBNET_ID, DCV_PASSWORD_PARAMETER, FSX_DNS_NAME,
+# FSX_MOUNT_NAME, FSX_MOUNT_PATH and EFA above this text as quoted assignments.
 set -euo pipefail
 
 # DLD_ROOT prefixes every file read or written, so tests can run this very script
@@ -29,6 +29,13 @@ DCV_WAIT_ATTEMPTS="${DLD_DCV_WAIT_ATTEMPTS:-60}"
 DCV_PASSWORD_ATTEMPTS="${DLD_DCV_PASSWORD_ATTEMPTS:-12}"
 # Which parameter version (and write time) set ubuntu's password on this machine.
 DCV_PASSWORD_RECORD="$STATE_DIR/dcv-password-version"
+# FSx for Lustre: AWS's Lustre client repository, the options AWS documents for fstab.
+FSX_REPO="https://fsx-lustre-client-repo.s3.amazonaws.com/ubuntu"
+FSX_KEY_URL="https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-ubuntu-public-key.asc"
+FSX_KEYRING="/usr/share/keyrings/fsx-ubuntu-public-key.gpg"
+FSX_OPTIONS="relatime,flock,_netdev,nofail"
+FSX_FSTAB_MARK="# deep-learning-desktop FSx (rewritten at every boot)"
+FSX_MOUNT_ATTEMPTS="${DLD_FSX_MOUNT_ATTEMPTS:-10}"
 CURRENT_STAGE="start"
 REPORTED=""
 
@@ -329,6 +336,108 @@ configure_efs() {
   chown ubuntu:ubuntu "$ROOT$EFS_MOUNT_PATH"
 }
 
+# --- FSx for Lustre ------------------------------------------------------------
+# AWS's repository builds lustre-client-modules-<kernel> for each Ubuntu kernel.
+# Only the module of the running kernel is installed, never lustre-client-modules-aws:
+# that one pulls in the newest kernel, and a new kernel can break the AMI's NVIDIA
+# driver. A later boot on another kernel installs that kernel's module, and nothing else.
+fsx_values_ok() {
+  [[ "$FSX_DNS_NAME" =~ ^[a-z0-9.-]+$ && "$FSX_MOUNT_NAME" =~ ^[A-Za-z0-9_]+$ &&
+    "$FSX_MOUNT_PATH" =~ ^/[^[:space:]]+$ && "$FSX_MOUNT_PATH" != *..* ]]
+}
+
+add_lustre_repo() {
+  local list="$ROOT/etc/apt/sources.list.d/fsxlustreclientrepo.list" codename
+  case "$UBUNTU_VERSION" in
+    20.04) codename=focal ;;
+    22.04) codename=jammy ;;
+    *) codename=noble ;;
+  esac
+  [[ -s "$ROOT$FSX_KEYRING" && -s "$list" ]] && return 0
+  # Called where `set -e` does not hold: each step says itself whether it worked.
+  mkdir -p "$STATE_DIR/fsx" "$(dirname "$ROOT$FSX_KEYRING")" || return 1
+  download "$FSX_KEY_URL" "$STATE_DIR/fsx/key.asc" || return 1
+  gpg --batch --yes --dearmor -o "$ROOT$FSX_KEYRING" "$STATE_DIR/fsx/key.asc" || return 1
+  echo "deb [signed-by=$FSX_KEYRING] $FSX_REPO $codename main" | write_file "$list" || return 1
+  retry 10 30 apt_get update
+}
+
+# The client module for the running kernel, once per kernel (a marker per kernel).
+install_lustre_client() {
+  local kernel
+  kernel="$(uname -r)"
+  [[ -e "$STATE_DIR/lustre-client-$kernel" ]] && return 0
+  stage "installing the lustre client for kernel $kernel"
+  add_lustre_repo || return 1
+  if ! apt_get install "lustre-client-modules-$kernel"; then
+    apt_get update || true
+    apt_get install "lustre-client-modules-$kernel" || return 1
+  fi
+  touch "$STATE_DIR/lustre-client-$kernel"
+}
+
+# One fstab line, rewritten like the EFS one; none when FSx is off.
+write_fsx_fstab() {
+  local fstab="$ROOT/etc/fstab" line=""
+  if [[ -n "$FSX_DNS_NAME" ]]; then
+    line="$FSX_DNS_NAME@tcp:/$FSX_MOUNT_NAME $FSX_MOUNT_PATH lustre $FSX_OPTIONS 0 0"
+  fi
+  [[ -n "$line" ]] || grep -qxF "$FSX_FSTAB_MARK" "$fstab" || return 0
+  MARK="$FSX_FSTAB_MARK" MOUNT_PATH="$FSX_MOUNT_PATH" awk '
+    skip { skip = 0; next }
+    $0 == ENVIRON["MARK"] { skip = 1; next }
+    ENVIRON["MOUNT_PATH"] != "" && $1 !~ /^#/ && $2 == ENVIRON["MOUNT_PATH"] { next }
+    { print }' "$fstab" | {
+    cat
+    if [[ -n "$line" ]]; then printf '%s\n%s\n' "$FSX_FSTAB_MARK" "$line"; fi
+  } | write_file "$fstab"
+}
+
+# False when FSx is off or cannot be mounted at this boot (the boot goes on without it).
+configure_fsx() {
+  if [[ -z "$FSX_DNS_NAME" ]]; then
+    write_fsx_fstab
+    return 1
+  fi
+  stage "configuring fsx"
+  if ! fsx_values_ok; then
+    stage "fsx skipped: malformed dns name, mount name or mount path"
+    return 1
+  fi
+  if ! install_lustre_client; then
+    stage "fsx skipped: no lustre client for kernel $(uname -r) yet; the next boot tries again"
+    return 1
+  fi
+  write_fsx_fstab
+  mkdir -p "$ROOT$FSX_MOUNT_PATH"
+}
+
+mount_fsx() {
+  local target="$ROOT$FSX_MOUNT_PATH" n
+  if ! mountpoint -q "$target"; then
+    for ((n = 1; n <= FSX_MOUNT_ATTEMPTS; n++)); do
+      timeout 60 mount -T "$ROOT/etc/fstab" "$target" && break
+      if ((n == FSX_MOUNT_ATTEMPTS)); then
+        stage "fsx not mounted yet; systemd retries at the next boot"
+        return 0
+      fi
+      sleep 30
+    done
+  fi
+  chown ubuntu:ubuntu "$target" || echo "could not chown the FSx root"
+  stage "fsx mounted at $FSX_MOUNT_PATH"
+}
+
+# EFA: the Deep Learning AMI carries the EFA software; say whether libfabric sees the device.
+check_efa() {
+  [[ "$EFA" == true ]] || return 0
+  if PATH="$PATH:/opt/amazon/efa/bin" fi_info -p efa >/dev/null 2>&1; then
+    stage "efa ready (fi_info -p efa lists the provider)"
+  else
+    stage "efa not usable: fi_info -p efa lists no provider; see /opt/amazon/efa and the EFA docs"
+  fi
+}
+
 write_aws_config() {
   local config="$USER_HOME/.aws/config"
   [[ "$REGION" =~ ^[a-z0-9-]+$ ]] || return 0
@@ -438,6 +547,7 @@ first_boot() {
   apply_values
   # Only the fstab line: the reboot follows, and EFS is mounted at the next boot.
   configure_efs || true
+  configure_fsx || true
   motd "NICE DCV server is enabled!"
   touch "$FIRST_BOOT_DONE"
   stage "first boot complete, rebooting"
@@ -446,7 +556,7 @@ first_boot() {
 }
 
 later_boot() {
-  local efs=yes
+  local efs=yes fsx=yes
   stage "later boot"
   if [[ ! -e "$NVIDIA_X_DONE" ]] && has_nvidia_gpu && nvidia-smi >/dev/null 2>&1; then
     # The driver the first boot installed works now: set X up for it, and restart
@@ -457,11 +567,16 @@ later_boot() {
   fi
   apply_values
   configure_efs || efs=""
+  configure_fsx || fsx=""
+  check_efa
   # DCV first: a slow or missing EFS (its bounded retries take minutes) must not
   # hold back the desktop; EFS appears in it once mounted.
   wait_for_dcv
   if [[ -n "$efs" ]]; then
     mount_efs
+  fi
+  if [[ -n "$fsx" ]]; then
+    mount_fsx
   fi
 }
 

@@ -33,6 +33,11 @@ VARIABLES = {
     "security_group_id": "SECURITY_GROUP_ID",
     "subnet_id": "SUBNET_ID",
     "dcv_password_parameter": "DCV_PASSWORD_PARAMETER",
+    # FSx for Lustre: empty DNS name = off.
+    "fsx_dns_name": "FSX_DNS_NAME",
+    "fsx_mount_name": "FSX_MOUNT_NAME",
+    "fsx_mount_path": "FSX_MOUNT_PATH",
+    "efa": "EFA",  # "true" when the primary interface is an EFA
 }
 
 #: Last line of the rendered assignment block (tests cut the script here).
@@ -127,6 +132,10 @@ def render(
     security_group_id: str,
     subnet_id: str,
     dcv_password_parameter: str = "",
+    fsx_dns_name: str = "",
+    fsx_mount_name: str = "",
+    fsx_mount_path: str = "",
+    efa: str = "false",
 ) -> str:
     """Return the EC2 user data: a multi-part MIME document (text), readable.
 
@@ -134,7 +143,8 @@ def render(
     text/x-shellscript boot script. Every value reaches the script only as a
     ``shlex.quote``d assignment at its top: ``dcv_password_parameter`` is the *name* of
     the SSM SecureString holding ubuntu's DCV password ("" = leave the password alone),
-    never the password. EC2 gets it gzip-compressed
+    never the password. The FSx and EFA values default to "off", so callers that know
+    nothing of them keep working. EC2 gets it gzip-compressed
     (:func:`encode`); raises :class:`UserDataTooLarge` when that exceeds EC2's
     16,384-byte limit.
     """
@@ -147,6 +157,10 @@ def render(
         "security_group_id": security_group_id,
         "subnet_id": subnet_id,
         "dcv_password_parameter": dcv_password_parameter,
+        "fsx_dns_name": fsx_dns_name,
+        "fsx_mount_name": fsx_mount_name,
+        "fsx_mount_path": fsx_mount_path,
+        "efa": efa,
     }
     cloud_config = _strip_comments(_CLOUD_CONFIG.read_text(encoding="utf-8"))
     script = _script(values)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import pulumi
 
-from desktop import dcv_password, identity, image, instance, network, storage
+from desktop import capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.ports import DCV_PORT
@@ -15,7 +15,8 @@ TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
 
 
 class DeepLearningDesktop(pulumi.ComponentResource):
-    """A GPU deep learning desktop: security group, EFS, IAM role, AMI and EC2 instance.
+    """A GPU deep learning desktop: security group, EFS, IAM role, AMI and EC2 instance, and on
+    request FSx for Lustre, an EFA interface and a capacity reservation.
 
     Every child is named ``f"{name}-<role>"``, so two desktops with different names
     live side by side in one program. The name also tags the resources.
@@ -35,6 +36,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     ami_id: pulumi.Output[str]
     ami_source: pulumi.Output[str]
     efs_mount_path: pulumi.Output[str]
+    fsx_file_system_id: Optional[pulumi.Output[str]]
+    fsx_mount_path: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
@@ -44,19 +47,23 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
         password = dcv_password.dcv_password(name, role, partition, self)
+        fsx = lustre.file_system(name, args, security_group_id, self)
+        interface = efa.interface(name, args, security_group_id, self)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
             storage=files, dcv_password=password, partition=partition, parent=self,
+            lustre=fsx, efa=interface, capacity=capacity.resolve(args, self),
         )
 
         self.instance_id = desktop.id
         self.role_arn = role.role.arn
         self.security_group_id = security_group_id
         self.efs_file_system_id = files.file_system_id
-        self.public_ip = desktop.public_ip
+        # An EFA desktop's public address is its Elastic IP.
+        self.public_ip = interface.public_ip if interface and interface.public_ip else desktop.public_ip
         self.private_ip = desktop.private_ip
         # Without a public IP the desktop is reached over VPN or Direct Connect.
-        self.host = desktop.public_ip if args.public_ip else desktop.private_ip
+        self.host = self.public_ip if args.public_ip else desktop.private_ip
         self.dcv_url = self.host.apply(lambda h: f"https://{h}:{DCV_PORT}")
         self.ssh_command = pulumi.Output.all(self.host, desktop.id, partition.region).apply(
             lambda v: ssh_command(args, *v))
@@ -65,6 +72,9 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         self.ami_id = desktop.ami
         self.ami_source = ami.source
         self.efs_mount_path = pulumi.Output.from_input(args.efs_mount_path)
+        # None when fsxLustre is false: the stack exports them only when on.
+        self.fsx_file_system_id = fsx.file_system_id if fsx else None
+        self.fsx_mount_path = pulumi.Output.from_input(args.fsx_mount_path) if fsx else None
         self.register_outputs({
             "instance_id": self.instance_id,
             "role_arn": self.role_arn,

@@ -8,11 +8,14 @@ import pulumi
 import pulumi_aws as aws
 
 import cloud_init
+from desktop.capacity import Capacity
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.dcv_password import DcvPassword
+from desktop.efa import Efa
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
+from desktop.lustre import Lustre
 from desktop.partition import Partition
 from desktop.storage import Storage
 
@@ -44,6 +47,13 @@ READ_ONLY_WHILE_RUNNING = frozenset({"public_ip"})
 # provider computes tags_all from tags and would otherwise plan the tag's removal from it.
 KEEP_AWAKE_IGNORED = (f"tags.{KEEP_AWAKE_UNTIL}", f"tagsAll.{KEEP_AWAKE_UNTIL}")
 
+# Two more choices only a new instance can change, kept the same way but read differently:
+# whether the primary interface is an EFA (the instance's tag EFA_TAG, set only on an EFA
+# desktop: none means none), and the market type (`capacity-block` in a Capacity Block).
+# The interface is a resource of its own, so the instance also keeps its primary interface.
+EFA_TAG = "Efa"
+KEPT_ALSO = ("primaryNetworkInterface", "instanceMarketOptions", f'tags["{EFA_TAG}"]')
+
 
 def desktop_instance(
     name: str,
@@ -56,19 +66,43 @@ def desktop_instance(
     dcv_password: DcvPassword,
     partition: Partition,
     parent: pulumi.Resource,
+    lustre: Optional[Lustre] = None,
+    efa: Optional[Efa] = None,
+    capacity: Capacity = Capacity(None, False),
 ) -> aws.ec2.Instance:
-    """The desktop instance, with the boot user data and IMDSv2 required."""
-    # The parameter's name reaches the boot, never its value.
+    """The desktop instance, with the boot user data and IMDSv2 required.
+
+    With ``efa`` its primary interface is the EFA; with ``capacity`` it runs in that
+    reservation; with ``lustre`` the boot mounts that file system.
+    """
+    fsx = (lustre.dns_name, lustre.mount_name) if lustre else ("", "")
+    # The password parameter's name reaches the boot, never its value.
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
-        identity.role.arn, security_group_id, dcv_password.parameter.name,
+        identity.role.arn, security_group_id, dcv_password.parameter.name, *fsx,
     ).apply(lambda v: cloud_init.render(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
         role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id, dcv_password_parameter=v[5],
+        fsx_dns_name=v[6], fsx_mount_name=v[7], fsx_mount_path=args.fsx_mount_path if lustre else "",
+        efa="true" if efa else "false",
     ))
-    ignore = [prop for prop, *_ in KEPT_ON_CHANGE] + list(KEEP_AWAKE_IGNORED)
+    ignore = [prop for prop, *_ in KEPT_ON_CHANGE] + list(KEEP_AWAKE_IGNORED) + list(KEPT_ALSO)
     if image.from_ssm:
         ignore.append("ami")
+    if efa:
+        network = dict(primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(
+            network_interface_id=efa.interface.id))
+    else:
+        network = dict(subnet_id=args.subnet_id, vpc_security_group_ids=[security_group_id],
+                       associate_public_ip_address=args.public_ip)
+    tags = {
+        "Name": f"{name}-deep-learning-ubuntu-desktop",
+        IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
+        **({EFA_TAG: "true"} if efa else {}),
+    }
+    depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])
+    if lustre:
+        depends_on.append(lustre.file_system)  # the boot mounts it
     instance = aws.ec2.Instance(
         f"{name}-instance",
         ami=image.ami_id,
@@ -76,14 +110,15 @@ def desktop_instance(
         ebs_optimized=args.ebs_optimized,
         iam_instance_profile=identity.profile.name,
         key_name=args.key_name,
-        subnet_id=args.subnet_id,
-        vpc_security_group_ids=[security_group_id],
-        associate_public_ip_address=args.public_ip,
+        **network,
+        **capacity.instance_arguments(),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=args.ebs_volume_size,
             volume_type=args.ebs_volume_type,
             encrypted=True,
-            delete_on_termination=True,
+            # EC2 terminates the instances of a Capacity Block when the block ends: the
+            # root volume, with the person's work, then stays (delete it yourself).
+            delete_on_termination=not capacity.capacity_block,
         ),
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled",
@@ -101,27 +136,26 @@ def desktop_instance(
         user_data_base64=user_data.apply(cloud_init.encode),
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
-        tags={
-            "Name": f"{name}-deep-learning-ubuntu-desktop",
-            IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
-        },
+        tags=tags,
         opts=pulumi.ResourceOptions(
             parent=parent,
             ignore_changes=ignore,
-            # Boot mounts EFS: let the new mount target exist first. It reads the DCV
-            # password: let the grant exist first (IAM may still take a while to apply it).
-            depends_on=[dcv_password.grant] + ([storage.mount_target] if storage.mount_target else []),
+            # The boot mounts EFS (and FSx): let the new mount target exist first. It reads
+            # the DCV password: let the grant exist first (IAM may take a while to apply it).
+            depends_on=depends_on,
         ),
     )
-    _check_kept_values(instance, args, image)
+    _check_kept_values(instance, args, image, capacity)
     return instance
 
 
-def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
-    """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
+def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image, capacity: Capacity) -> None:
+    """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE, KEPT_ALSO)."""
     always = [kept for kept in KEPT_ON_CHANGE if kept[2] not in READ_ONLY_WHILE_RUNNING]
-    pulumi.Output.all(instance.urn, *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
-        lambda v: _refuse_differences(v[0], always, v[1:], args, instance=instance))
+    pulumi.Output.all(instance.urn, instance.tags, instance.instance_market_options,
+                      *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
+        lambda v: _refuse_differences(v[0], always, v[3:], args, instance=instance,
+                                      also=_kept_also(v[1], v[2], args, capacity)))
     # Apart, so that the checks above never wait for the instance state to be known.
     while_running = [kept for kept in KEPT_ON_CHANGE if kept[2] in READ_ONLY_WHILE_RUNNING]
     pulumi.Output.all(instance.urn, instance.instance_state,
@@ -165,10 +199,33 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
+def _market_type(options) -> Optional[str]:
+    """The market type of the instance's market options; None (or EC2's empty answer) is on demand."""
+    if isinstance(options, dict):
+        return options.get("marketType") or options.get("market_type") or None
+    return getattr(options, "market_type", None) or None
+
+
+def _kept_also(tags: Optional[dict], market_options, args: DesktopArgs, capacity: Capacity) -> list:
+    """(field, wanted, the desktop's own, what it means) of the choices KEPT_ALSO keeps."""
+    has_efa = (tags or {}).get(EFA_TAG) == "true"
+    kept_market = _market_type(market_options)
+    where = {None: "on demand or in an On-Demand Capacity Reservation", "capacity-block": "in a Capacity Block"}
+    return [
+        ("efa", args.efa, has_efa, f"the desktop's own {str(has_efa).lower()!r} (its primary interface "
+                                   f"{'is' if has_efa else 'is not'} an EFA)"),
+        ("capacity_reservation_id", capacity.market_type, kept_market,
+         f"a reservation like the desktop's own: it runs {where.get(kept_market, kept_market)}, and moving "
+         f"{'out of' if kept_market else 'into'} a Capacity Block (EC2's market type capacity-block)"),
+    ]
+
+
 def _refuse_differences(urn: str, checked: list, actual_values: list, args: DesktopArgs,
-                        state: Optional[str] = None, instance: Optional[aws.ec2.Instance] = None) -> None:
+                        state: Optional[str] = None, instance: Optional[aws.ec2.Instance] = None,
+                        also: list = ()) -> None:
     """A ConfigError for each of the ``checked`` KEPT_ON_CHANGE entries whose config differs
-    from what the instance has (``actual_values``, in the same order)."""
+    from what the instance has (``actual_values``, in the same order), and for each of the
+    ``also`` choices (see :func:`_kept_also`)."""
     problems = []
     for (_, _, field), actual in zip(checked, actual_values):
         wanted = getattr(args, field)
@@ -180,7 +237,9 @@ def _refuse_differences(urn: str, checked: list, actual_values: list, args: Desk
                 f"the desktop is {state}: its {SETTINGS_BY_FIELD[field].key} setting can only be compared with "
                 f"the config ({str(wanted).lower()}) while it runs; a `pulumi up` while it runs checks it", instance)
             continue
-        if actual is None or actual == wanted:  # None: not known yet (a new desktop)
+        # None: not known yet (a new desktop). With EFA the Elastic IP gives the public
+        # address: no new instance for that.
+        if actual is None or actual == wanted or (field == "public_ip" and args.efa):
             continue
         if field == "key_name":
             problem = _key_pair_change(urn, actual, wanted, instance)
@@ -192,6 +251,12 @@ def _refuse_differences(urn: str, checked: list, actual_values: list, args: Desk
             )
         if problem:
             problems.append(problem)
+    for field, wanted, actual, meaning in also:
+        if actual != wanted:
+            problems.append(Problem(
+                SETTINGS_BY_FIELD[field].key, getattr(args, field),
+                f"{meaning}: changing it needs a new instance, and the root volume with your work would go "
+                f"with the old one. Set it back, or {_move(urn)}"))
     if problems:
         raise ConfigError(problems)
 

@@ -30,7 +30,7 @@ DEFAULT_VALUES = {
 STUBBED = (
     "apt-get apt dpkg dpkg-query snap ubuntu-drivers systemctl reboot shutdown "
     "mount umount mountpoint lspci nvidia-smi nvidia-xconfig modprobe uname curl "
-    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd"
+    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd fi_info"
 ).split()
 
 #: Calls that install or change packages.
@@ -53,7 +53,13 @@ for arg in "$@"; do
   prev="$arg"
 done
 case "$name" in
-  uname) if [[ "${1:-}" == -m ]]; then echo "${STUB_ARCH:-x86_64}"; else echo Linux; fi ;;
+  uname)
+    case "${1:-}" in
+      -m) echo "${STUB_ARCH:-x86_64}" ;;
+      -r) echo "${STUB_KERNEL:-6.8.0-1021-aws}" ;;
+      *) echo Linux ;;
+    esac ;;
+  fi_info) [[ "${STUB_EFA_OK:-0}" == 1 ]] || exit 61 ;;
   lspci)
     if [[ "${STUB_GPU:-0}" == 1 ]]; then
       echo "00:1e.0 3D controller: NVIDIA Corporation TU104GL [Tesla T4] (rev a1)"
@@ -147,6 +153,7 @@ class Sandbox:
     arch: str = "x86_64"
     gpu: bool = False
     nvidia_ok: bool = False
+    kernel: str = "6.8.0-1021-aws"
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -190,6 +197,7 @@ class Sandbox:
             "STUB_ARCH": self.arch,
             "STUB_GPU": "1" if self.gpu else "0",
             "STUB_NVIDIA_OK": "1" if self.nvidia_ok else "0",
+            "STUB_KERNEL": self.kernel,
             **self.env,
         }
         assert env["DLD_ROOT"], "the sandbox must never run the script against /"

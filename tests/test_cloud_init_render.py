@@ -23,7 +23,8 @@ from conftest import ROOT
 from desktop.config import MOUNT_PATH_MAX
 
 # The longest values the stack config can produce: efsMountPath is capped at
-# MOUNT_PATH_MAX characters, an IAM role ARN at 2048 (IAM's own limit), ids at their long
+# MOUNT_PATH_MAX characters; the role ARN is the one the program creates: no path, and a
+# name of IAM's longest, 64 characters (desktop.identity); ids at their long
 # form. Random characters, not one letter repeated, so that gzip gets no free ride.
 _RANDOM = random.Random(2026)
 
@@ -37,13 +38,17 @@ LONGEST = {
     "dns_suffix": "amazonaws.com.cn",
     "efs_file_system_id": "fs-0123456789abcdef0",
     "efs_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
-    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + _noise(string.ascii_letters + string.digits + "+=,.@_-",
-                                                                  2048 - 37),
+    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + _noise(string.ascii_letters + string.digits + "+=,.@_-", 64),
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
     # desktop.dcv_password.parameter_name of an IAM role name at IAM's 64 characters.
     "dcv_password_parameter": "/deep-learning-desktop/" + _noise(string.ascii_letters + string.digits + "_.-", 64)
                               + "/dcv-password",
+    # FSx for Lustre on: a DNS name in the longest region, its mount name, the longest path.
+    "fsx_dns_name": "fs-0123456789abcdef0.fsx.ap-southeast-7-longest-a.amazonaws.com.cn",
+    "fsx_mount_name": _noise(string.ascii_lowercase + string.digits, 8),
+    "fsx_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
+    "efa": "true",
 }
 
 

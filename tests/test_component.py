@@ -164,9 +164,11 @@ def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(run_ma
 
 def test_inputs_that_would_replace_the_instance_are_kept(run_main):
     ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
-    # Beside them only the keep-awake tag, which `python -m desktop keep-awake` sets.
+    # Beside them the keep-awake tag, which `python -m desktop keep-awake` sets, and the EFA
+    # interface, the Capacity Block market type and the tag saying EFA: see tests/test_heavy_ml.py.
     assert ignored == {"subnetId", "keyName", "associatePublicIpAddress",
-                       "tags.KeepAwakeUntil", "tagsAll.KeepAwakeUntil"}
+                       "tags.KeepAwakeUntil", "tagsAll.KeepAwakeUntil",
+                       "primaryNetworkInterface", "instanceMarketOptions", 'tags["Efa"]'}
 
 
 class _Deployed(offline.AccountMocks):

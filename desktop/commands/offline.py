@@ -3,9 +3,10 @@
 Used by ``python -m desktop plan`` and by the tests. A :class:`RecordingMonitor`
 records every resource registration with the options a reviewer cares about
 (parent, retain-on-delete, delete-before-replace, ignore-changes, dependencies); :class:`AccountMocks`
-answers the invokes (partition, region, instance type, SSM parameter, AMI lookup) and fills
-in the values that only AWS (or the random provider) knows after deploy. Secret inputs and
-outputs are recorded as such, so that a plan can show them as ``[secret]``.
+answers the invokes (partition, region, instance type with its EFA support, SSM parameter, AMI
+lookup, Capacity Block lookup) and fills in the values that only AWS (or the random provider)
+knows after deploy. Secret inputs and outputs are recorded as such, so that a plan can show
+them as ``[secret]``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from desktop.settings import PROJECT
 ACCOUNT_ID = "123456789012"
 # Graviton families have a "g" right after the generation (g5g, c7gn, x2gd, im4gn), or are a1.
 GRAVITON_FAMILY = re.compile(r"[a-z]+\d+g|a1$")
+# The pretend account's EFA answer: EC2 offers EFA on the large sizes of a family
+# (g4dn.8xlarge and up, g5.48xlarge, p4d.24xlarge, ...), never on g4dn.xlarge. The program
+# itself asks EC2 (efaSupported); this is only what the offline account says.
+EFA_SIZES = {"8xlarge", "12xlarge", "16xlarge", "24xlarge", "32xlarge", "48xlarge", "metal", "metal-48xl"}
 
 
 @dataclass
@@ -85,6 +90,8 @@ class AccountMocks(pulumi.runtime.Mocks):
         architectures: Optional[Callable[[str], list[str]]] = None,
         ssm_parameters: Optional[dict[str, str]] = None,
         images: Optional[dict[str, str]] = None,
+        efa_supported: Optional[Callable[[str], bool]] = None,
+        capacity_blocks: Optional[dict[str, dict]] = None,
     ):
         self.partition = partition
         self.region = region
@@ -92,6 +99,9 @@ class AccountMocks(pulumi.runtime.Mocks):
         self.architectures = architectures or _architectures
         self.ssm_parameters = ssm_parameters
         self.images = images or {}  # AMI id -> architecture, for DescribeImages
+        self.efa_supported = efa_supported or _efa_supported
+        # Capacity Block id -> its attributes; any other reservation is not a Capacity Block.
+        self.capacity_blocks = capacity_blocks or {}
         self.invocations: list[Invocation] = []
 
     # -- invokes -----------------------------------------------------------
@@ -107,7 +117,15 @@ class AccountMocks(pulumi.runtime.Mocks):
                     "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}, []
         if token == "aws:ec2/getInstanceType:getInstanceType":
             return {"id": given["instanceType"], "instanceType": given["instanceType"],
-                    "supportedArchitectures": self.architectures(given["instanceType"])}, []
+                    "supportedArchitectures": self.architectures(given["instanceType"]),
+                    "efaSupported": self.efa_supported(given["instanceType"])}, []
+        if token == "aws:ec2/getCapacityBlockReservation:getCapacityBlockReservation":
+            block = self.capacity_blocks.get(given.get("id"))
+            if block is None:
+                # What the data source says of any other reservation. A failure the engine
+                # returns, as a provider's error reaches the program, not a crash of the mock.
+                return {}, [("id", "no matching EC2 Capacity Block Reservation found")]
+            return {"id": given["id"], "reservationType": "capacity-block", **block}, []
         if token == "aws:ssm/getParameter:getParameter":
             name = given["name"]
             if self.ssm_parameters is not None:
@@ -158,6 +176,18 @@ class AccountMocks(pulumi.runtime.Mocks):
             rid = args.inputs["name"]
             state.update(arn=f"{arn_base}:ssm:{self.region}:{account}:parameter{rid}", version=1,
                          tier="Standard", keyId="alias/aws/ssm")
+        elif args.typ == "aws:fsx/lustreFileSystem:LustreFileSystem":
+            rid = make("FSx file system id", "fs")
+            state["dnsName"] = (_placeholder("FSx DNS name") if self.placeholders
+                                else f"{rid}.fsx.{self.region}.{DNS_SUFFIX.get(self.partition)}")
+            state["mountName"] = _placeholder("FSx mount name") if self.placeholders else "abcdef12"
+        elif args.typ == "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation":
+            rid = make("data repository association id", "dra")
+        elif args.typ == "aws:ec2/networkInterface:NetworkInterface":
+            rid = make("network interface id", "eni")
+        elif args.typ == "aws:ec2/eip:Eip":
+            rid = make("Elastic IP allocation id", "eipalloc")
+            state["publicIp"] = _placeholder("Elastic IP") if self.placeholders else "198.51.100.20"
         elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
             generated = args.inputs.get("name") or (
                 _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
@@ -178,6 +208,10 @@ def fake_password(name: str, length: int) -> str:
 def _fake(prefix: str, name: str) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()[:17]
     return f"{prefix}-{digest}"
+
+
+def _efa_supported(instance_type: str) -> bool:
+    return instance_type.split(".")[-1] in EFA_SIZES
 
 
 def _architectures(instance_type: str) -> list[str]:

@@ -137,6 +137,19 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
         out.append(f"vpc {i.get('vpcId')}, tags {i.get('tags')}")
     elif kind == "FileSystem":
         out.append(f"encrypted {i.get('encrypted')}, performance mode {i.get('performanceMode')}, tags {i.get('tags')}")
+    elif kind == "LustreFileSystem":
+        out += _lustre(i, ids)
+    elif kind == "DataRepositoryAssociation":
+        events = {way: ", ".join(i.get("s3", {}).get(f"auto{way}Policy", {}).get("events", [])) or "nothing"
+                  for way in ("Import", "Export")}
+        out.append(f"links {i.get('fileSystemPath')} to {i.get('dataRepositoryPath')}: imports {events['Import']} "
+                   f"objects, exports {events['Export']} files; deleting it deletes no file "
+                   f"(deleteDataInFilesystem {i.get('deleteDataInFilesystem')})")
+    elif kind == "NetworkInterface":
+        out.append(f"interface type {i.get('interfaceType', 'interface')}, subnet {i.get('subnetId')}, "
+                   f"security groups {[_name(g, ids) for g in i.get('securityGroups', [])]}")
+    elif kind == "Eip":
+        out.append(f"Elastic IP of {_name(i.get('networkInterface'), ids)}, the desktop's public address")
     elif kind == "MountTarget":
         out.append(f"subnet {i.get('subnetId')}, security groups {[_name(g, ids) for g in i.get('securityGroups', [])]}")
     elif kind == "Role":
@@ -168,8 +181,8 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
             f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}, "
             f"tags in instance metadata {meta.get('instanceMetadataTags', 'disabled')}",
             _idle_policy(i),
-            f"subnet {i.get('subnetId')}, public IP {i.get('associatePublicIpAddress')}, "
-            f"security groups {[_name(g, ids) for g in i.get('vpcSecurityGroupIds', [])]}",
+            _instance_network(i, ids),
+            _capacity(i),
             _user_data_size(i.get("userDataBase64", "")),
             f"tags {i.get('tags')}",
         ]
@@ -200,6 +213,43 @@ def _idle_policy(inputs: dict) -> str:
     return f"idle: {policy}; a shutdown from inside {'stops' if shutdown == 'stop' else shutdown + 's'} it"
 
 
+def _lustre(i: dict, ids: dict[str, str]) -> list[str]:
+    out = [f"{i.get('deploymentType')} {i.get('storageCapacity'):.0f} GiB in subnet {i.get('subnetIds')}, security "
+           f"groups {[_name(g, ids) for g in i.get('securityGroupIds', [])]}"
+           + (f", {i['perUnitStorageThroughput']:.0f} MB/s per TiB" if i.get("perUnitStorageThroughput") else "")]
+    if i.get("importPath"):
+        out.append(f"linked to {i['importPath']}: new, changed and deleted objects appear in it "
+                   f"({i.get('autoImportPolicy')}); files written on it reach {i.get('exportPath')} only when "
+                   "exported (`lfs hsm_archive`; SCRATCH_2 has no automatic export)")
+    else:
+        out.append("linked to the bucket by the data repository association below")
+    out.append("kept on destroy because it may hold files not (yet) in the bucket; delete it yourself with "
+               "`aws fsx delete-file-system --file-system-id fs-...` once they are")
+    return out
+
+
+def _instance_network(i: dict, ids: dict[str, str]) -> str:
+    primary = i.get("primaryNetworkInterface")
+    if primary:
+        return f"primary interface {_name(primary.get('networkInterfaceId'), ids)} (its subnet, security groups " \
+               "and public address are the interface's)"
+    return (f"subnet {i.get('subnetId')}, public IP {i.get('associatePublicIpAddress')}, "
+            f"security groups {[_name(g, ids) for g in i.get('vpcSecurityGroupIds', [])]}")
+
+
+def _capacity(i: dict) -> str:
+    spec = i.get("capacityReservationSpecification") or {}
+    target = (spec.get("capacityReservationTarget") or {}).get("capacityReservationId")
+    if not target:
+        return f"capacity reservation: none (preference {spec.get('capacityReservationPreference', 'open')})"
+    market = (i.get("instanceMarketOptions") or {}).get("marketType")
+    if market == "capacity-block":
+        return (f"capacity reservation {target}, a Capacity Block (market type capacity-block): EC2 ends the "
+                "instance when the block ends, and the root volume then stays")
+    return (f"capacity reservation {target}, as an On-Demand Capacity Reservation (no Capacity Block of that id "
+            "was found; offline none is known, `pulumi up` asks EC2)")
+
+
 def _user_data_size(encoded: str) -> str:
     if AFTER_DEPLOY in encoded:
         return "user data known after deploy"
@@ -211,15 +261,16 @@ def _user_data_size(encoded: str) -> str:
 
 # The architecture picture's order: network, storage, identity, instance.
 _ORDER = ("SecurityGroup", "SecurityGroupIngressRule", "SecurityGroupEgressRule", "FileSystem", "MountTarget",
+          "LustreFileSystem", "DataRepositoryAssociation",
           "Role", "RolePolicyAttachment", "RolePolicy", "InstanceProfile", "RandomPassword", "Parameter",
-          "Instance")
+          "NetworkInterface", "Eip", "Instance")
 
 
 def _reading_order(reg: Registration) -> tuple:
     kind = reg.type.split(":")[-1]
     rank = _ORDER.index(kind) if kind in _ORDER else -1
-    storage = reg.type.startswith("aws:efs/") or "-efs-" in reg.name
-    return (2 if rank > 4 else 1 if storage else 0, rank, reg.name)
+    storage = reg.type.startswith(("aws:efs/", "aws:fsx/")) or "-efs-" in reg.name or "-fsx-" in reg.name
+    return (2 if rank >= _ORDER.index("Role") else 1 if storage else 0, rank, reg.name)
 
 
 def _as_list(value: Any) -> list:

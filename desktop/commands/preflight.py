@@ -342,6 +342,115 @@ def check_vcpu_quota(account: Account) -> Iterable[Result]:
                        "(other running instances of that quota count too)")
 
 
+def check_efa(account: Account) -> Iterable[Result]:
+    """With ``efa`` true, EC2 must say the instance type has EFA (the program stops otherwise)."""
+    args = account.args
+    info = account.instance_type()
+    if not args.efa or info is None:
+        return  # off, or reported by check_instance_type
+    network = info.get("NetworkInfo", {})
+    if network.get("EfaSupported"):
+        yield Result(PASS, f"instance type {args.instance_type} has EFA "
+                           f"(up to {network.get('EfaInfo', {}).get('MaximumEfaInterfaces', 1)} interfaces)")
+        yield from _check_efa_group(account)
+        return
+    yield Result(FAIL, f"efa is true but instance type {args.instance_type} has no EFA: set efa false or pick a type "
+                       "with EFA (`aws ec2 describe-instance-types --filters Name=network-info.efa-supported,"
+                       "Values=true --query 'InstanceTypes[].InstanceType'`)")
+
+
+def _check_efa_group(account: Account) -> Iterable[Result]:
+    """EFA traffic needs all traffic in and out within the interface's group. The group the
+    program creates has those rules; a given one is checked here."""
+    group_id = account.args.security_group_id
+    if not group_id:
+        return
+    try:
+        group = account.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidGroup"):
+            raise
+        return  # reported by check_security_group
+
+    def to_itself(permissions: list[dict]) -> bool:
+        return any(p.get("IpProtocol") == "-1" and any(pair.get("GroupId") == group_id
+                                                        for pair in p.get("UserIdGroupPairs", []))
+                   for p in permissions)
+
+    missing = [way for way, key in (("inbound", "IpPermissions"), ("outbound", "IpPermissionsEgress"))
+               if not to_itself(group.get(key, []))]
+    if not missing:
+        yield Result(PASS, f"security group {group_id} lets all traffic in and out within itself, as EFA needs")
+        return
+    commands = " and ".join(
+        f"`aws ec2 authorize-security-group-{'ingress' if way == 'inbound' else 'egress'} --group-id {group_id} "
+        f"--ip-permissions IpProtocol=-1,UserIdGroupPairs=[{{GroupId={group_id}}}]`" for way in missing)
+    yield Result(WARN, f"security group {group_id} does not let all {' and '.join(missing)} traffic through "
+                       f"within itself: EFA traffic between instances of the group fails; add {commands}")
+
+
+#: States of a capacity reservation an instance can run in, now or from its start date.
+_USABLE = ("active", "scheduled")
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if hasattr(moment, "strftime") else str(moment)
+
+
+def check_capacity_reservation(account: Account) -> Iterable[Result]:
+    """``capacityReservationId``: it exists, is active or scheduled, fits the type and the zone, and has room."""
+    args = account.args
+    reservation_id = args.capacity_reservation_id
+    if not reservation_id:
+        return
+    try:
+        found = account.ec2().describe_capacity_reservations(
+            CapacityReservationIds=[reservation_id])["CapacityReservations"]
+    except botocore.exceptions.ClientError as error:
+        if not aws.code(error).startswith("InvalidCapacityReservationId"):
+            raise
+        found = []
+    if not found:
+        yield Result(FAIL, f"capacity reservation {reservation_id} does not exist in {account.aws.region}: set "
+                           "capacityReservationId to one of yours (`aws ec2 describe-capacity-reservations`), or unset it")
+        return
+    reservation = found[0]
+    kind = "Capacity Block" if reservation.get("ReservationType") == "capacity-block" else "capacity reservation"
+    name = f"{kind} {reservation_id}"
+    state = reservation.get("State")
+    failed = False
+    if state not in _USABLE:
+        ended = f", ended {_when(reservation['EndDate'])}" if reservation.get("EndDate") else ""
+        yield Result(FAIL, f"{name} is {state}{ended}: an instance can only run in an active or scheduled one; "
+                           "set capacityReservationId to another, or unset it")
+        failed = True
+    if reservation.get("InstanceType") != args.instance_type:
+        yield Result(FAIL, f"{name} reserves {reservation.get('InstanceType')}, not instanceType "
+                           f"{args.instance_type}: set instanceType {reservation.get('InstanceType')}, "
+                           "or another capacityReservationId")
+        failed = True
+    subnet = account.subnet()
+    zone = reservation.get("AvailabilityZone")
+    if subnet is not None and subnet.get("AvailabilityZone") != zone:
+        yield Result(FAIL, f"{name} is in {zone}, but subnet {subnet['SubnetId']} is in "
+                           f"{subnet.get('AvailabilityZone')}: set subnetId to a subnet in {zone}")
+        failed = True
+    available, total = reservation.get("AvailableInstanceCount", 0), reservation.get("TotalInstanceCount", 0)
+    if state == "active" and available < 1:  # a scheduled one fills only when it starts
+        yield Result(FAIL, f"{name} has no room: all {total} of its instances are in use; stop one of them, "
+                           "or pick another reservation")
+        failed = True
+    if failed:
+        return
+    ends = f", until {_when(reservation['EndDate'])}" if reservation.get("EndDate") else ""
+    if state == "scheduled":
+        yield Result(WARN, f"{name} is scheduled: it starts {_when(reservation.get('StartDate'))}{ends}; EC2 "
+                           "launches the desktop into it only from then on, so run `pulumi up` after that")
+        return
+    yield Result(PASS, f"{name} is active{ends}, reserves {args.instance_type} in {zone}, "
+                       f"{available} of {total} free")
+
+
 def _admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IPv4Network,
             group: Optional[str] = None) -> bool:
     """Whether the rules admit ``protocol``/``port`` from all of ``cidr``, or from the security ``group``."""
@@ -487,6 +596,8 @@ CHECKS: tuple[Check, ...] = (
     check_internet_route,
     check_instance_type,
     check_vcpu_quota,
+    check_efa,
+    check_capacity_reservation,
     check_security_group,
     check_efs,
     check_access_cidr,
@@ -534,7 +645,8 @@ def register(subparsers) -> None:
             "Read the stack's config as `pulumi up` does (project defaults plus Pulumi.<stack>.yaml, "
             "same validation) and check the account: credentials and region, the AMI, the key pair, "
             "the S3 bucket, the VPC and subnet, the subnet's internet route, the instance type in the "
-            "subnet's zone, the vCPU quota, a given security group and EFS file system, and accessCidr. "
+            "subnet's zone, the vCPU quota, EFA on the type and the capacity reservation when asked for, "
+            "a given security group and EFS file system, and accessCidr. "
             "One line per check: PASS, WARN or FAIL with what to do. Exit 0 when nothing failed, "
             "1 when something did, 2 when the checks could not run. " + aws.SETTINGS_HELP
         ),

@@ -1,0 +1,152 @@
+"""Sandboxed boots of the real boot script with FSx for Lustre and EFA on (and off)."""
+
+from __future__ import annotations
+
+import pytest
+
+from boot_sandbox import Sandbox
+
+FSX = {
+    "fsx_dns_name": "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com",
+    "fsx_mount_name": "abcdef12",
+    "fsx_mount_path": "/home/ubuntu/fsx",
+}
+# The line AWS documents (DNS name@tcp:/mount name, type lustre, _netdev), with nofail
+# so that a missing file system never holds up a boot.
+FSX_LINE = ("fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com@tcp:/abcdef12 /home/ubuntu/fsx lustre "
+            "relatime,flock,_netdev,nofail 0 0")
+KERNEL = "6.8.0-1021-aws"
+CODENAMES = {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}
+PLATFORMS = [(version, arch) for version in CODENAMES for arch in ("x86_64", "aarch64")]
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    count = 0
+
+    def make(**options) -> Sandbox:
+        nonlocal count
+        count += 1
+        return Sandbox(tmp_path / f"sandbox{count}", **options)
+
+    return make
+
+
+def lustre_lines(box: Sandbox) -> list[str]:
+    return [line for line in box.read("/etc/fstab").splitlines() if " lustre " in line]
+
+
+def lustre_installs(boots) -> list[str]:
+    return [name for boot in boots for name in boot.installed() if name.startswith("lustre")]
+
+
+@pytest.mark.parametrize("version,arch", PLATFORMS)
+def test_fsx_client_is_installed_once_and_mounted_through_one_fstab_line(sandbox, version, arch):
+    box = sandbox(version=version, arch=arch)
+    boots, fstabs = [], []
+    for _ in range(3):
+        boots.append(box.boot(**FSX))
+        fstabs.append(box.read("/etc/fstab"))
+    assert [b.returncode for b in boots] == [0, 0, 0], boots[0].output
+    assert lustre_installs(boots) == [f"lustre-client-modules-{KERNEL}"]
+    assert lustre_lines(box) == [FSX_LINE]
+    assert fstabs[0] == fstabs[1] == fstabs[2]  # rewritten, never appended to
+    # AWS's repository for this release, signed by AWS's key (dearmored into the keyring).
+    repo = box.read("/etc/apt/sources.list.d/fsxlustreclientrepo.list")
+    assert repo == ("deb [signed-by=/usr/share/keyrings/fsx-ubuntu-public-key.gpg] "
+                    f"https://fsx-lustre-client-repo.s3.amazonaws.com/ubuntu {CODENAMES[version]} main\n")
+    key_downloads = [c for c in boots[0].named("curl")
+                     if "https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-ubuntu-public-key.asc" in c]
+    assert len(key_downloads) == 1
+    assert [c for c in boots[0].named("gpg") if "/usr/share/keyrings/fsx-ubuntu-public-key.gpg" in c[-2]]
+    # Mounted from the fstab line at the first later boot (the sandbox keeps it mounted after).
+    target = str(box.path("/home/ubuntu/fsx"))
+    assert [c[-1] for c in boots[1].named("mount") if c[-1] == target] == [target]
+    assert ["-T", str(box.path("/etc/fstab"))] == [c for c in boots[1].named("mount") if c[-1] == target][0][1:3]
+    assert box.mounted().count(target) == 1
+    assert "deep-learning-desktop: fsx mounted at /home/ubuntu/fsx" in box.console_lines()
+    assert box.path("/home/ubuntu/fsx").is_dir()
+
+
+def test_a_new_kernel_installs_its_client_module_and_nothing_else(sandbox):
+    box = sandbox()
+    for _ in range(2):
+        assert box.boot(**FSX).returncode == 0
+    box.kernel = "6.8.0-1030-aws"
+    after = box.boot(**FSX)
+    assert after.returncode == 0, after.output
+    assert after.installed() == ["lustre-client-modules-6.8.0-1030-aws"], after.installs
+    assert after.reboots == 0
+    again = box.boot(**FSX)
+    assert again.installs == [] and lustre_lines(box) == [FSX_LINE]
+
+
+def test_a_kernel_without_a_client_module_yet_boots_without_fsx(sandbox):
+    box = sandbox()
+    for _ in range(2):
+        assert box.boot(**FSX).returncode == 0
+    box.kernel = "6.8.0-1099-aws"
+    box.env["STUB_FAIL"] = "apt-get"  # the repository has no module for that kernel yet
+    boot = box.boot(**FSX)
+    assert boot.returncode == 0, boot.output
+    assert "deep-learning-desktop: ready" in box.console_lines()
+    assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client for kernel 6.8.0-1099-aws")
+               for line in box.console_lines())
+    del box.env["STUB_FAIL"]
+    retry = box.boot(**FSX)
+    assert retry.installed() == ["lustre-client-modules-6.8.0-1099-aws"]
+
+
+def test_fsx_off_installs_nothing_and_writes_no_line(sandbox):
+    box = sandbox()
+    boots = [box.boot() for _ in range(3)]
+    assert all(b.returncode == 0 for b in boots)
+    assert lustre_installs(boots) == []
+    assert lustre_lines(box) == []
+    assert not box.path("/etc/apt/sources.list.d/fsxlustreclientrepo.list").exists()
+    assert not any("fsx" in line for line in box.console_lines())
+
+
+def test_fsx_turned_off_removes_its_fstab_line(sandbox):
+    box = sandbox()
+    box.boot(**FSX)
+    box.boot(**FSX)
+    assert lustre_lines(box) == [FSX_LINE]
+    assert box.boot().returncode == 0
+    assert lustre_lines(box) == []
+    assert "deep-learning-desktop FSx" not in box.read("/etc/fstab")
+    assert "nfs4" in box.read("/etc/fstab")  # the EFS line stays
+
+
+def test_a_malformed_fsx_value_never_reaches_fstab(sandbox):
+    box = sandbox()
+    box.boot(**FSX)
+    boot = box.boot(**{**FSX, "fsx_mount_name": "abc\n/ / ext4 defaults 0 0"})
+    assert boot.returncode == 0
+    assert "ext4 defaults" not in box.read("/etc/fstab")
+    assert "deep-learning-desktop: fsx skipped: malformed dns name, mount name or mount path" in box.console_lines()
+
+
+@pytest.mark.parametrize("works", [True, False], ids=["efa-ok", "efa-missing"])
+def test_efa_on_says_on_the_console_whether_libfabric_sees_it(sandbox, works):
+    box = sandbox(env={"STUB_EFA_OK": "1" if works else "0"})
+    box.boot(efa="true")
+    boot = box.boot(efa="true")
+    assert boot.returncode == 0
+    assert boot.named("fi_info") == [["fi_info", "-p", "efa"]]
+    efa_lines = [line for line in box.console_lines() if line.startswith("deep-learning-desktop: efa ")]
+    if works:
+        assert efa_lines == ["deep-learning-desktop: efa ready (fi_info -p efa lists the provider)"]
+    else:
+        assert len(efa_lines) == 1 and efa_lines[0].startswith("deep-learning-desktop: efa not usable")
+    # `wait` takes the last stage line: the efa line comes before "ready".
+    lines = box.console_lines()
+    assert lines.index(efa_lines[0]) < len(lines) - 1 - lines[::-1].index("deep-learning-desktop: ready")
+
+
+def test_efa_off_does_not_look(sandbox):
+    box = sandbox(env={"STUB_EFA_OK": "1"})
+    box.boot()
+    boot = box.boot()
+    assert boot.named("fi_info") == []
+    assert not any(line.startswith("deep-learning-desktop: efa") for line in box.console_lines())
