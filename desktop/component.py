@@ -6,7 +6,7 @@ from typing import Optional
 
 import pulumi
 
-from desktop import identity, image, instance, network, storage
+from desktop import backup, identity, image, instance, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.ports import DCV_PORT
@@ -41,10 +41,14 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         files = storage.file_system(name, args, security_group_id, self)
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
+        volume_tags = backup.root_volume_tags(role.role)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
-            storage=files, partition=partition, parent=self,
+            storage=files, partition=partition, parent=self, root_volume_tags=volume_tags,
         )
+        self.snapshots = backup.daily_snapshots(
+            name, args, volume_tags=volume_tags, architecture=ami.architecture, partition=partition, parent=self)
+        self.efs_backup_policy = backup.efs_backup(name, args, files, self)
 
         self.instance_id = desktop.id
         self.role_arn = role.role.arn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import pulumi
 import pulumi_aws as aws
 
@@ -36,8 +38,13 @@ def desktop_instance(
     storage: Storage,
     partition: Partition,
     parent: pulumi.Resource,
+    root_volume_tags: Optional[pulumi.Input[Mapping[str, str]]] = None,
 ) -> aws.ec2.Instance:
-    """The desktop instance, with the boot user data and IMDSv2 required."""
+    """The desktop instance, with the boot user data and IMDSv2 required.
+
+    ``root_volume_tags`` go on the root volume; adding or changing them later tags the
+    volume in place (CreateTags/DeleteTags), without a stop or a replacement.
+    """
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
         identity.role.arn, security_group_id,
@@ -63,6 +70,8 @@ def desktop_instance(
             volume_type=args.ebs_volume_type,
             encrypted=True,
             delete_on_termination=True,
+            # Not ForceNew in the provider: a change only re-tags the volume.
+            tags=root_volume_tags,
         ),
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled",
