@@ -15,7 +15,8 @@ TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
 
 
 class DeepLearningDesktop(pulumi.ComponentResource):
-    """A GPU deep learning desktop: security group, EFS, IAM role, AMI and EC2 instance.
+    """A GPU deep learning desktop: security group, EFS, IAM role, AMI, EC2 instance, and the
+    copies of its work (daily root volume snapshots, AWS Backup for a created EFS).
 
     Every child is named ``f"{name}-<role>"``, so two desktops with different names
     live side by side in one program. The name also tags the resources.
@@ -33,6 +34,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     ami_id: pulumi.Output[str]
     ami_source: pulumi.Output[str]
     efs_mount_path: pulumi.Output[str]
+    snapshots: "backup.Snapshots"  # the daily snapshot policy and its role (None at snapshotRetainCount 0)
+    efs_backup_policy: object  # aws.efs.BackupPolicy of a created EFS with efsBackup, else None
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)

@@ -98,6 +98,8 @@ def test_dlm_role_trust_and_managed_policy_in_every_partition(run_main, partitio
     (policy,) = r.of_type(POLICY)
     assert policy.inputs["executionRoleArn"] == role.state["arn"]
     assert policy.inputs["executionRoleArn"].startswith(f"arn:{partition}:iam::")
+    # DLM checks at creation that it may use the role: the managed policy is attached first.
+    assert r.named("test-dlm-snapshots").urn in policy.dependencies
 
 
 def test_no_policy_and_no_role_at_zero(run_main):
