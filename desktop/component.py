@@ -6,7 +6,7 @@ from typing import Optional
 
 import pulumi
 
-from desktop import capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
+from desktop import backup, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.ports import DCV_PORT
@@ -15,8 +15,9 @@ TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
 
 
 class DeepLearningDesktop(pulumi.ComponentResource):
-    """A GPU deep learning desktop: security group, EFS, IAM role, AMI and EC2 instance, and on
-    request FSx for Lustre, an EFA interface and a capacity reservation.
+    """A GPU deep learning desktop: security group, EFS, IAM role, AMI, EC2 instance, and the
+    copies of its work (daily root volume snapshots, AWS Backup for a created EFS); on request
+    FSx for Lustre, an EFA interface and a capacity reservation.
 
     Every child is named ``f"{name}-<role>"``, so two desktops with different names
     live side by side in one program. The name also tags the resources.
@@ -38,6 +39,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     efs_mount_path: pulumi.Output[str]
     fsx_file_system_id: Optional[pulumi.Output[str]]
     fsx_mount_path: Optional[pulumi.Output[str]]
+    snapshots: "backup.Snapshots"  # the daily snapshot policy and its role (None at snapshotRetainCount 0)
+    efs_backup_policy: object  # aws.efs.BackupPolicy of a created EFS with efsBackup, else None
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
@@ -49,11 +52,15 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         password = dcv_password.dcv_password(name, role, partition, self)
         fsx = lustre.file_system(name, args, security_group_id, self)
         interface = efa.interface(name, args, security_group_id, self)
+        volume_tags = backup.root_volume_tags(role.role)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
             storage=files, dcv_password=password, partition=partition, parent=self,
-            lustre=fsx, efa=interface, capacity=capacity.resolve(args, self),
+            lustre=fsx, efa=interface, capacity=capacity.resolve(args, self), root_volume_tags=volume_tags,
         )
+        self.snapshots = backup.daily_snapshots(
+            name, args, volume_tags=volume_tags, architecture=ami.architecture, partition=partition, parent=self)
+        self.efs_backup_policy = backup.efs_backup(name, args, files, self)
 
         self.instance_id = desktop.id
         self.role_arn = role.role.arn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -69,11 +69,14 @@ def desktop_instance(
     lustre: Optional[Lustre] = None,
     efa: Optional[Efa] = None,
     capacity: Capacity = Capacity(None, False),
+    root_volume_tags: Optional[pulumi.Input[Mapping[str, str]]] = None,
 ) -> aws.ec2.Instance:
     """The desktop instance, with the boot user data and IMDSv2 required.
 
     With ``efa`` its primary interface is the EFA; with ``capacity`` it runs in that
-    reservation; with ``lustre`` the boot mounts that file system.
+    reservation; with ``lustre`` the boot mounts that file system. ``root_volume_tags`` go
+    on the root volume; adding or changing them later tags the volume in place
+    (CreateTags/DeleteTags), without a stop or a replacement.
     """
     fsx = (lustre.dns_name, lustre.mount_name) if lustre else ("", "")
     # The password parameter's name reaches the boot, never its value.
@@ -119,6 +122,8 @@ def desktop_instance(
             # EC2 terminates the instances of a Capacity Block when the block ends: the
             # root volume, with the person's work, then stays (delete it yourself).
             delete_on_termination=not capacity.capacity_block,
+            # Not ForceNew in the provider: a change only re-tags the volume.
+            tags=root_volume_tags,
         ),
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled",

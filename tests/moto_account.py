@@ -257,7 +257,8 @@ def seed_good_account(region: str = REGION, zone: str = ZONE, instance_type: str
     else:
         s3.create_bucket(Bucket="my-dl-bucket", CreateBucketConfiguration={"LocationConstraint": region})
     efs = client("efs", region)
-    efs_id = efs.create_file_system(CreationToken="desktop", Encrypted=True)["FileSystemId"]
+    # With AWS Backup's automatic backups, as a well-kept given file system has them.
+    efs_id = efs.create_file_system(CreationToken="desktop", Encrypted=True, Backup=True)["FileSystemId"]
     # Its mount target admits NFS from the desktop's group, as a given EFS must.
     nfs_group = ec2.create_security_group(GroupName="efs-nfs", Description="nfs", VpcId=vpc_id)["GroupId"]
     ec2.authorize_security_group_ingress(GroupId=nfs_group, IpPermissions=[

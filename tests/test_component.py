@@ -124,7 +124,9 @@ def test_instance_has_every_property_of_the_spec(run_main):
     assert i["keyName"] == GOOD["keyName"] and i["subnetId"] == GOOD["subnetId"]
     assert i["associatePublicIpAddress"] is True
     assert i["rootBlockDevice"] == {"volumeSize": 1000, "volumeType": "gp2", "encrypted": True,
-                                    "deleteOnTermination": True}
+                                    "deleteOnTermination": True,
+                                    # the desktop's own tag, which its snapshots target (tests/test_snapshots.py)
+                                    "tags": {"DeepLearningDesktop": r.named("test-role").state["name"]}}
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["metadataOptions"]["httpEndpoint"] == "enabled"
     assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30"}

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import cloud_init
 from desktop.commands import offline
-from desktop import partition
+from desktop import backup, partition
 from desktop.commands.offline import Registration, Rendering
 from desktop.commands.stack_file import read_stack
 from desktop.instance_tags import IDLE_STOP_MINUTES
@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     print("\nWarnings:" if rendering.warnings else "\nWarnings: none")
     for warning in rendering.warnings:
         print(f"  ! {warning}")
+    print("\nAfter `pulumi destroy` (everything else goes):")
+    for line in after_destroy(rendering):
+        print(f"  {line}")
     if args.out:
         for path in write_out(rendering, args.out):
             print(f"wrote {path}")
@@ -170,6 +173,20 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
                    f"value {SECRET}")
     elif kind == "Parameter":
         out.append(f"{i.get('type')} {i.get('name')}, value {SECRET}")
+    elif kind == "LifecyclePolicy":
+        details_ = i.get("policyDetails", {})
+        for schedule in details_.get("schedules", []):
+            create, retain = schedule.get("createRule", {}), schedule.get("retainRule", {})
+            out.append(f"snapshots the {', '.join(r.lower() for r in details_.get('resourceTypes', []))} tagged "
+                       f"{details_.get('targetTags')} every {create.get('interval'):.0f} "
+                       f"{str(create.get('intervalUnit', '')).lower()} at {create.get('times')} UTC, "
+                       f"keeps the last {retain.get('count'):.0f}")
+            out.append(f"snapshots copy the volume's tags: {schedule.get('copyTags')}, and get "
+                       f"{schedule.get('tagsToAdd')}")
+        out.append(f"{i.get('state', '').lower()}, runs as {_name_of_arn(i.get('executionRoleArn'))}")
+    elif kind == "BackupPolicy":
+        out.append(f"AWS Backup's automatic daily backups {i.get('backupPolicy', {}).get('status')} "
+                   f"for {_name(i.get('fileSystemId'), ids)}")
     elif kind == "Instance":
         root = i.get("rootBlockDevice", {})
         meta = i.get("metadataOptions", {})
@@ -177,7 +194,8 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
             f"type {i.get('instanceType')}, EBS-optimized {i.get('ebsOptimized')}, key pair {i.get('keyName') or '(none)'}",
             f"AMI {i.get('ami')}",
             f"root volume {root.get('volumeSize'):.0f} GiB {root.get('volumeType')}, encrypted "
-            f"{root.get('encrypted')}, deleted on termination {root.get('deleteOnTermination')}",
+            f"{root.get('encrypted')}, deleted on termination {root.get('deleteOnTermination')}, "
+            f"tags {root.get('tags', {})}",
             f"IMDS tokens {meta.get('httpTokens')} (IMDSv2), hop limit {meta.get('httpPutResponseHopLimit'):.0f}, "
             f"tags in instance metadata {meta.get('instanceMetadataTags', 'disabled')}",
             _idle_policy(i),
@@ -261,9 +279,9 @@ def _user_data_size(encoded: str) -> str:
 
 # The architecture picture's order: network, storage, identity, instance.
 _ORDER = ("SecurityGroup", "SecurityGroupIngressRule", "SecurityGroupEgressRule", "FileSystem", "MountTarget",
-          "LustreFileSystem", "DataRepositoryAssociation",
+          "LustreFileSystem", "DataRepositoryAssociation", "BackupPolicy",
           "Role", "RolePolicyAttachment", "RolePolicy", "InstanceProfile", "RandomPassword", "Parameter",
-          "NetworkInterface", "Eip", "Instance")
+          "NetworkInterface", "Eip", "Instance", "LifecyclePolicy")
 
 
 def _reading_order(reg: Registration) -> tuple:
@@ -271,6 +289,41 @@ def _reading_order(reg: Registration) -> tuple:
     rank = _ORDER.index(kind) if kind in _ORDER else -1
     storage = reg.type.startswith(("aws:efs/", "aws:fsx/")) or "-efs-" in reg.name or "-fsx-" in reg.name
     return (2 if rank >= _ORDER.index("Role") else 1 if storage else 0, rank, reg.name)
+
+
+def after_destroy(rendering: Rendering) -> list[str]:
+    """What `pulumi destroy` leaves in the account, and what it costs per month."""
+    prices = f"list prices of {backup.PRICE_REGION}; other regions differ"
+    lines = []
+    for efs in rendering.of_type("aws:efs/fileSystem:FileSystem"):
+        lines.append(f"{efs.name}: the EFS file system stays with your files (retain_on_delete), "
+                     f"${backup.EFS_STANDARD_GB_MONTH:.2f} per GB-month stored (EFS Standard, {prices})")
+    for policy in rendering.of_type("aws:efs/backupPolicy:BackupPolicy"):
+        lines.append(f"{policy.name}: destroy turns the automatic backups off; the recovery points already made "
+                     f"stay in AWS Backup up to {backup.EFS_BACKUP_RETENTION_DAYS} days (the default plan), "
+                     "billed per GB-month by AWS Backup")
+    for fsx in rendering.of_type("aws:fsx/lustreFileSystem:LustreFileSystem"):
+        lines.append(f"{fsx.name}: the FSx for Lustre file system stays (retain_on_delete: it may hold files not yet "
+                     "in the bucket) and is billed per hour until you delete it "
+                     "(`aws fsx delete-file-system --file-system-id fs-...`)")
+    given = rendering.outputs.get("EFSFileSystemId")
+    if not rendering.of_type("aws:efs/fileSystem:FileSystem") and given:
+        lines.append(f"the given EFS file system {given} is yours: the program never touched it")
+    counts = [schedule["retainRule"]["count"] for policy in rendering.of_type(
+        "aws:dlm/lifecyclePolicy:LifecyclePolicy") for schedule in policy.inputs["policyDetails"]["schedules"]]
+    kept = "your `python -m desktop snapshot` snapshots of the root volume"
+    if counts:
+        kept = f"the last {max(counts):.0f} daily root volume snapshots and {kept}"
+    lines.append(f"{kept} stay: deleting the lifecycle policy does not delete its snapshots, and each is a way back "
+                 f"(`python -m desktop image-from-snapshot`); ${backup.SNAPSHOT_GB_MONTH:.2f} per GB-month of "
+                 f"snapshot data (EBS snapshots, standard tier, {prices}). Snapshots are incremental: the first "
+                 "holds the volume's used blocks, each later one only the blocks changed since. Delete one with "
+                 "`aws ec2 delete-snapshot --snapshot-id snap-...`")
+    return lines
+
+
+def _name_of_arn(arn: Optional[str]) -> str:
+    return str(arn).rsplit("/", 1)[-1] if arn else "?"
 
 
 def _as_list(value: Any) -> list:

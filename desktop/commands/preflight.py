@@ -577,6 +577,31 @@ def _check_nfs_admitted(account: Account, target: str, subnet: dict) -> Iterable
                        f"--protocol tcp --port {NFS_PORT} {option}`, or unset efsFileSystemId to have one created")
 
 
+def check_efs_backup(account: Account) -> Iterable[Result]:
+    """Whether a given EFS file system has AWS Backup's automatic backups. The file system
+    is its owner's: the program never changes it, so this only says how things are."""
+    fs_id = account.args.efs_file_system_id
+    if not fs_id:
+        return  # a created one gets backups from efsBackup
+    efs = account.aws.client("efs")
+    try:
+        efs.describe_file_systems(FileSystemId=fs_id)
+        status = efs.describe_backup_policy(FileSystemId=fs_id)["BackupPolicy"]["Status"]
+    except botocore.exceptions.ClientError as error:
+        if aws.code(error) == "FileSystemNotFound":
+            return  # reported by check_efs
+        if aws.code(error) != "PolicyNotFound":  # never set: no automatic backups
+            raise
+        status = "DISABLED"
+    if status in ("ENABLED", "ENABLING"):
+        yield Result(PASS, f"EFS file system {fs_id} has automatic backups (AWS Backup: daily, kept 35 days by "
+                           "the default plan)")
+        return
+    yield Result(WARN, f"EFS file system {fs_id} has no automatic backups (its backup policy is {status}): "
+                       "it is yours, so this program leaves it as it is; to turn them on, `aws efs "
+                       f"put-backup-policy --file-system-id {fs_id} --backup-policy Status=ENABLED`")
+
+
 def check_access_cidr(account: Account) -> Iterable[Result]:
     warnings = account.args.warnings
     for warning in warnings:
@@ -600,6 +625,7 @@ CHECKS: tuple[Check, ...] = (
     check_capacity_reservation,
     check_security_group,
     check_efs,
+    check_efs_backup,
     check_access_cidr,
 )
 
@@ -646,7 +672,7 @@ def register(subparsers) -> None:
             "same validation) and check the account: credentials and region, the AMI, the key pair, "
             "the S3 bucket, the VPC and subnet, the subnet's internet route, the instance type in the "
             "subnet's zone, the vCPU quota, EFA on the type and the capacity reservation when asked for, "
-            "a given security group and EFS file system, and accessCidr. "
+            "a given security group and EFS file system (and whether its backups are on), and accessCidr. "
             "One line per check: PASS, WARN or FAIL with what to do. Exit 0 when nothing failed, "
             "1 when something did, 2 when the checks could not run. " + aws.SETTINGS_HELP
         ),

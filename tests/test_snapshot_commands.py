@@ -1,0 +1,381 @@
+"""``snapshot``, ``snapshots``, ``restore`` and ``image-from-snapshot`` against moto, run as a
+person runs them (``AWS_ENDPOINT_URL``). moto 5.2.5 has no CreateReplaceRootVolumeTask nor
+DescribeReplaceRootVolumeTasks: those two go to botocore's Stubber (``replace_root_client``)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import boto3
+import botocore.session
+import pytest
+from botocore.stub import ANY, Stubber
+
+from desktop.commands import operate, snapshots
+from desktop.commands.cli import main
+from tests.moto_account import REGION, add_image, aws_env, client, moto_server, write_stack  # noqa: F401
+
+TAG = "DeepLearningDesktop"
+
+
+class Clock:
+    """A fake clock for the commands' waits: no test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(operate, "_monotonic", fake.monotonic)
+    monkeypatch.setattr(operate, "_sleep", fake.sleep)
+    return fake
+
+
+def root_volume_of(instance_id: str) -> str:
+    instance = client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    (volume,) = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]
+                 if m["DeviceName"] == instance["RootDeviceName"]]
+    return volume
+
+
+def launch(desktop: str) -> str:
+    """A running desktop whose root volume carries the desktop tag, as `pulumi up` leaves it."""
+    ec2 = client("ec2")
+    found = ec2.run_instances(ImageId=add_image("x86_64"), InstanceType="g4dn.xlarge", MinCount=1,
+                              MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.create_tags(Resources=[root_volume_of(found)], Tags=[{"Key": TAG, "Value": desktop},
+                                                            {"Key": "team", "Value": "vision"}])
+    return found
+
+
+@pytest.fixture
+def desktop(aws_env, tmp_path, monkeypatch):
+    write_stack(tmp_path, {"s3Bucket": "b"}, stack="test")
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "bin"  # no Pulumi CLI: the instance comes from --instance-id
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    return launch("test-role-1a2b3c4")
+
+
+def run(capsys, *argv: str):
+    code = main([*argv, "--stack", "test", "--project-dir", os.getcwd()])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def snapshots_of(volume_id: str) -> list[dict]:
+    return client("ec2").describe_snapshots(Filters=[{"Name": "volume-id", "Values": [volume_id]}])["Snapshots"]
+
+
+def tags(resource: dict) -> dict:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+# --- snapshot ----------------------------------------------------------------------
+
+def test_snapshot_now_is_tagged_like_the_daily_ones_plus_the_note(desktop, clock, capsys):
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--note", "before the CUDA upgrade")
+    assert code == 0, err
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    t = tags(snapshot)
+    assert t[TAG] == "test-role-1a2b3c4" and t["team"] == "vision"  # the volume's tags, as DLM's copy_tags
+    assert t["DesktopSnapshot"] == "manual"
+    assert t["DesktopNote"] == "before the CUDA upgrade"
+    assert t["DesktopArchitecture"] == "x86_64"
+    assert f"snapshot {snapshot['SnapshotId']}: completed 100%" in out
+    assert f"snapshot {snapshot['SnapshotId']} completed after" in out
+
+
+def test_snapshot_progress_until_completed(desktop, clock, capsys, monkeypatch):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    ec2 = get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION]
+    original = ec2.create_snapshot
+
+    def pending(*args, **kwargs):  # moto completes snapshots at once; AWS takes minutes
+        snapshot = original(*args, **kwargs)
+        snapshot.status = "pending"
+        return snapshot
+
+    monkeypatch.setattr(ec2, "create_snapshot", pending)
+
+    def advance(seconds):
+        clock.now += seconds
+        clock.sleeps.append(seconds)
+        for snapshot in ec2.snapshots.values():
+            snapshot.status = "completed" if len(clock.sleeps) >= 2 else "pending"
+
+    monkeypatch.setattr(operate, "_sleep", advance)
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--poll", "30s")
+    assert code == 0, err
+    assert clock.sleeps == [30.0, 30.0]
+    assert "[  0m00s] snapshot" in out and "pending" in out
+    assert "completed after 1m00s" in out
+
+
+def test_a_snapshot_that_never_completes_times_out_with_exit_1(desktop, clock, capsys, monkeypatch):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    ec2 = get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION]
+    original = ec2.create_snapshot
+
+    def pending(*args, **kwargs):
+        snapshot = original(*args, **kwargs)
+        snapshot.status = "pending"
+        return snapshot
+
+    monkeypatch.setattr(ec2, "create_snapshot", pending)
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--timeout", "10m", "--poll", "5m")
+    assert code == 1
+    assert "timed out after 10m00s" in out and "goes on by itself" in out
+
+
+def test_an_untagged_root_volume_asks_for_pulumi_up(aws_env, tmp_path, monkeypatch, capsys):
+    write_stack(tmp_path, {"s3Bucket": "b"}, stack="test")
+    monkeypatch.chdir(tmp_path)
+    old = client("ec2").run_instances(ImageId=add_image("x86_64"), MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    code, out, err = run(capsys, "snapshot", "--instance-id", old)
+    assert code == 2 and "has no DeepLearningDesktop tag: run `pulumi up` once" in err
+    assert snapshots_of(root_volume_of(old)) == []
+
+
+# --- snapshots -----------------------------------------------------------------------
+
+def test_snapshots_lists_this_desktops_daily_and_manual_newest_first(desktop, clock, capsys, monkeypatch):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+    import datetime
+
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    daily = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+        {"Key": TAG, "Value": "test-role-1a2b3c4"}, {"Key": "DesktopSnapshot", "Value": "daily"},
+        {"Key": "aws:dlm:lifecycle-policy-id", "Value": "policy-0123456789abcdef0"}]}])["SnapshotId"]
+    manual = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+        {"Key": TAG, "Value": "test-role-1a2b3c4"}, {"Key": "DesktopSnapshot", "Value": "manual"},
+        {"Key": "DesktopNote", "Value": "works again"}]}])["SnapshotId"]
+    # Another desktop's snapshot in the same account is not listed.
+    other = launch("bob-role-9f8e7d6")
+    foreign = ec2.create_snapshot(VolumeId=root_volume_of(other), TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": "bob-role-9f8e7d6"}]}])["SnapshotId"]
+    backend = get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION]
+    day = datetime.datetime(2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    backend.snapshots[daily].start_time = day
+    backend.snapshots[manual].start_time = day + datetime.timedelta(days=2, hours=9)
+    code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
+    assert code == 0, err
+    lines = out.splitlines()
+    rows = [ln for ln in lines if ln.startswith("  snap-")]
+    assert [r.split()[0] for r in rows] == [manual, daily]
+    assert "2026-11-22 14:03 UTC" in rows[0] and "manual" in rows[0] and rows[0].rstrip().endswith("works again")
+    assert "2026-11-20 05:03 UTC" in rows[1] and "daily" in rows[1]
+    assert "GiB" in rows[0]
+    assert foreign not in out
+
+
+# --- restore -------------------------------------------------------------------------
+
+@pytest.fixture
+def tasks(monkeypatch):
+    """The EC2 client that runs the replace-root-volume task, stubbed (moto lacks the API)."""
+    stubbed = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(stubbed)
+    monkeypatch.setattr(snapshots, "replace_root_client", lambda target: stubbed)
+    with stubber:
+        yield stubber
+
+
+def own_snapshot(desktop_id: str, value: str = "test-role-1a2b3c4") -> str:
+    return client("ec2").create_snapshot(VolumeId=root_volume_of(desktop_id), TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": value}]}])["SnapshotId"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_restore_refused_at_the_prompt_changes_nothing(desktop, clock, capsys, tasks, monkeypatch):
+    wanted = own_snapshot(desktop)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted)
+    assert code == 2 and "not restored: no confirmation" in err
+    assert "What will be lost: every change made on the root volume" in out
+    assert len(snapshots_of(root_volume_of(desktop))) == 1  # no safety snapshot either
+    tasks.assert_no_pending_responses()  # and no task: the stub had nothing queued and was not called
+
+
+def test_restore_without_a_terminal_and_without_yes_refuses(desktop, clock, capsys, tasks, monkeypatch):
+    wanted = own_snapshot(desktop)
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # piped input is no confirmation
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted)
+    assert code == 2 and "--yes" in err
+    assert len(snapshots_of(root_volume_of(desktop))) == 1
+
+
+def _queue_task(tasks, desktop_id, snapshot_id, states):
+    tasks.add_response("create_replace_root_volume_task", {"ReplaceRootVolumeTask": {
+        "ReplaceRootVolumeTaskId": "replacevol-0123456789abcdef0", "InstanceId": desktop_id,
+        "TaskState": "pending", "SnapshotId": snapshot_id}}, expected_params={
+        "InstanceId": desktop_id, "SnapshotId": snapshot_id, "DeleteReplacedRootVolume": True,
+        "TagSpecifications": ANY})
+    for state in states:
+        tasks.add_response("describe_replace_root_volume_tasks", {"ReplaceRootVolumeTasks": [{
+            "ReplaceRootVolumeTaskId": "replacevol-0123456789abcdef0", "TaskState": state}]},
+            expected_params={"ReplaceRootVolumeTaskIds": ["replacevol-0123456789abcdef0"]})
+
+
+def test_restore_with_yes_snapshots_first_then_replaces_and_waits(desktop, clock, capsys, tasks):
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["pending", "in-progress", "succeeded"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes",
+                         "--poll", "20s")
+    assert code == 0, err
+    tasks.assert_no_pending_responses()  # the task was started with that snapshot and followed to the end
+    assert clock.sleeps == [20.0, 20.0]
+    assert "task replacevol-0123456789abcdef0: in-progress" in out and ": succeeded" in out
+    (safety,) = [s for s in snapshots_of(root_volume_of(desktop)) if s["SnapshotId"] != wanted]
+    assert tags(safety)["DesktopSnapshot"] == "before-restore"
+    assert tags(safety)["DesktopNote"] == f"before restore to {wanted}"
+    assert f"the previous state is snapshot {safety['SnapshotId']}" in out
+
+
+def test_a_failed_replacement_exits_1(desktop, clock, capsys, tasks):
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["pending", "failed"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 1 and "the replacement failed: the original root volume is still attached" in out
+
+
+def test_another_desktops_snapshot_is_refused(desktop, clock, capsys, tasks):
+    other = launch("bob-role-9f8e7d6")
+    theirs = own_snapshot(other, "bob-role-9f8e7d6")
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", theirs, "--yes")
+    assert code == 2
+    assert f"snapshot {theirs} belongs to desktop bob-role-9f8e7d6, not to this desktop (test-role-1a2b3c4)" in err
+    assert "refusing" in err
+    assert len(snapshots_of(root_volume_of(desktop))) == 0
+
+
+def test_an_untagged_snapshot_is_refused(desktop, clock, capsys, tasks):
+    bare = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop))["SnapshotId"]
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", bare, "--yes")
+    assert code == 2 and "belongs to no desktop (it has no DeepLearningDesktop tag)" in err
+
+
+def test_restore_of_a_stopped_desktop_says_start_it(desktop, clock, capsys, tasks):
+    wanted = own_snapshot(desktop)
+    client("ec2").stop_instances(InstanceIds=[desktop])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 2 and "is stopped" in err and "start --wait" in err
+
+
+def test_restore_retags_a_new_root_volume_that_lacks_the_tag(desktop, clock, capsys, tasks, monkeypatch):
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    original = snapshots.take_snapshot
+
+    def and_the_volume_loses_its_tags(*args, **kwargs):
+        result = original(*args, **kwargs)
+        # What a replacement volume looks like when EC2 did not carry the tags over.
+        ec2.delete_tags(Resources=[volume], Tags=[{"Key": TAG}, {"Key": "team"}])
+        return result
+
+    monkeypatch.setattr(snapshots, "take_snapshot", and_the_volume_loses_its_tags)
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 0, err
+    volume_tags = tags(ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0])
+    assert volume_tags[TAG] == "test-role-1a2b3c4" and volume_tags["team"] == "vision"
+
+
+# --- image-from-snapshot ---------------------------------------------------------------
+
+@pytest.fixture
+def register_requests(monkeypatch):
+    """The RegisterImage parameters sent (moto keeps only the name and description)."""
+    sent = []
+    real = botocore.session.get_session
+
+    def session_recording():
+        core = real()
+        core.register("provide-client-params.ec2.RegisterImage", lambda params, **_: sent.append(dict(params)))
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", session_recording)
+    return sent
+
+
+def test_image_from_a_kept_snapshot_after_the_desktop_is_gone(desktop, clock, capsys, register_requests):
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 0, err
+    (kept,) = snapshots_of(root_volume_of(desktop))
+    client("ec2").terminate_instances(InstanceIds=[desktop])  # `pulumi destroy`
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", kept["SnapshotId"])
+    assert code == 0, err
+    (request,) = register_requests
+    assert request["Architecture"] == "x86_64"
+    assert request["EnaSupport"] is True
+    assert request["VirtualizationType"] == "hvm"
+    assert request["RootDeviceName"] == "/dev/sda1"
+    (mapping,) = request["BlockDeviceMappings"]
+    assert mapping["DeviceName"] == "/dev/sda1" and mapping["Ebs"]["SnapshotId"] == kept["SnapshotId"]
+    image_id = [w for w in out.split() if w.startswith("ami-")][0]
+    assert client("ec2").describe_images(ImageIds=[image_id])["Images"][0]["Name"] == request["Name"]
+    assert f"pulumi config set amiId {image_id}" in out
+
+
+def test_a_daily_snapshot_records_its_architecture_for_the_image(desktop, capsys, register_requests):
+    arm = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop), TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": "test-role-1a2b3c4"},
+                                             {"Key": "DesktopArchitecture", "Value": "arm64"}]}])["SnapshotId"]
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", arm)
+    assert code == 0, err
+    (request,) = register_requests
+    assert request["Architecture"] == "arm64" and request["BootMode"] == "uefi"
+    assert "g5g" in out
+
+
+def test_an_unknown_architecture_is_asked_for(desktop, capsys, register_requests):
+    bare = own_snapshot(desktop)
+    client("ec2").terminate_instances(InstanceIds=[desktop])
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", bare)
+    assert code == 2 and "--architecture x86_64" in err
+    assert register_requests == []
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", bare, "--architecture", "x86_64")
+    assert code == 0 and register_requests[0]["Architecture"] == "x86_64"
+
+
+def test_a_snapshot_of_no_desktop_makes_no_image(desktop, capsys, register_requests):
+    bare = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop))["SnapshotId"]
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", bare, "--architecture", "x86_64")
+    assert code == 2 and "is not a deep learning desktop's" in err
+    assert register_requests == []
+
+
+@pytest.mark.parametrize("command", ["snapshot", "snapshots", "restore", "image-from-snapshot"])
+def test_every_snapshot_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "--stack" in capsys.readouterr().out
+
+
+def test_a_malformed_snapshot_id_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["restore", "--snapshot", "snap-xyz", "--yes"])
+    assert exit_.value.code == 2 and "'snap-xyz' is not a snapshot id" in capsys.readouterr().err
