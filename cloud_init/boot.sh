@@ -66,7 +66,7 @@ attempts() {
 }
 
 give_up_advice() {
-  echo "No automatic retry is left after $MAX_ATTEMPTS attempts; to try again: sudo rm $ATTEMPTS_FILE && sudo reboot"
+  echo "No automatic retry is left after $MAX_ATTEMPTS attempts; to try again: sudo rm $ATTEMPTS_FILE; sudo reboot"
 }
 
 # The stage must not start with "failed": `wait` on the laptop ends at such a stage,
@@ -268,7 +268,7 @@ install_packages() {
 install_app_center() {
   [[ "$UBUNTU_VERSION" == 24.04 ]] || return 0
   if ! timeout "$SNAP_SEED_TIMEOUT" snap wait system seed.loaded; then
-    stage "snaps not seeded after ${SNAP_SEED_TIMEOUT}s: App Center not installed (sudo snap install snap-store)"
+    stage "snaps not seeded after ${SNAP_SEED_TIMEOUT}s: no App Center (sudo snap install snap-store)"
     return 0
   fi
   retry 5 30 timeout 900 snap install snap-store
@@ -531,39 +531,33 @@ installed_desktop() {
   [[ -e "$FIRST_BOOT_DONE" ]] && dpkg-query -W nice-dcv-server gdm3 >/dev/null 2>&1
 }
 
-# IMDSv2: a session token first, then the value; bounded, false when it does not answer.
-imds_get() {
-  local token
+# This instance's id from IMDSv2 (a session token first); bounded, false when unknown.
+instance_id_now() {
+  local token id
   token="$(curl -fsS --max-time 5 --retry 3 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" \
-    "$IMDS/api/token")" || return 1
-  curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
-}
-
-this_instance_id() {
-  local id
-  id="$(imds_get instance-id)" && [[ "$id" =~ ^i-[0-9a-f]+$ ]] && echo "$id"
+    "$IMDS/api/token")" &&
+    id="$(curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id")" &&
+    [[ "$id" =~ ^i-[0-9a-f]+$ ]] && echo "$id"
 }
 
 record_instance_id() {
   local id
-  id="$(this_instance_id)" || return 0
-  printf '%s\n' "$id" | write_file "$INSTANCE_ID_FILE"
+  id="$(instance_id_now)" && echo "$id" | write_file "$INSTANCE_ID_FILE" || true
 }
 
 # Another instance id than the one recorded: this disk comes from an image of another
 # desktop. Unknown (IMDS silent) counts as the same: the reset is for a sure move only.
 is_new_instance() {
   local id
-  [[ -s "$INSTANCE_ID_FILE" ]] && id="$(this_instance_id)" && [[ "$id" != "$(cat "$INSTANCE_ID_FILE")" ]]
+  [[ -s "$INSTANCE_ID_FILE" ]] && id="$(instance_id_now)" && [[ "$id" != "$(cat "$INSTANCE_ID_FILE")" ]]
 }
 
-# What belongs to the desktop the image was made from, not to this one. This boot
-# then applies this stack's values as every boot does.
+# What belongs to the desktop the image was made from, not to this one. The terminal
+# values and the ~/.aws/config region need nothing here: every boot rewrites them with
+# this stack's values, as it writes this stack's EFS line.
 reset_for_new_instance() {
-  stage "new instance from an image of another desktop: resetting its identity and state"
+  stage "new instance from an image of another desktop: resetting"
   forget_previous_efs
-  drop_marked_block "$USER_HOME/.bashrc" "$BASHRC_BEGIN" "$BASHRC_END"
-  forget_aws_region
   rm -rf "$STATE_DIR/idle" "$STATE_DIR/keep-awake" "$STATE_DIR/dcv-password-version"
   # A new machine id (systemd derives it from the instance's own UUID); SSH host
   # keys need nothing here: cloud-init makes new ones for every new instance.
@@ -571,28 +565,15 @@ reset_for_new_instance() {
   systemd-machine-id-setup --root="${ROOT:-/}" >/dev/null
 }
 
-# systemd may have mounted the other desktop's EFS from the image's fstab already.
+# systemd may have mounted the other desktop's EFS from the image's fstab already;
+# its line goes even when this stack's EFS values turn out unusable.
 forget_previous_efs() {
   local fstab="$ROOT/etc/fstab" path
-  [[ -f "$fstab" ]] || return 0
-  path="$(MARK="$FSTAB_MARK" awk 'found { print $2; exit } $0 == ENVIRON["MARK"] { found = 1 }' "$fstab")"
+  path="$(grep -A1 -xF "$FSTAB_MARK" "$fstab" | awk 'NR == 2 { print $2 }')" || true
   if [[ -n "$path" ]] && mountpoint -q "$ROOT$path"; then
     umount -l "$ROOT$path" || true
   fi
-  MARK="$FSTAB_MARK" awk 'skip { skip = 0; next } $0 == ENVIRON["MARK"] { skip = 1; next } { print }' \
-    "$fstab" | write_file "$fstab"
-}
-
-drop_marked_block() {
-  [[ -f "$1" ]] || return 0
-  B="$2" E="$3" awk '$0 == ENVIRON["B"] { skip = 1; next } $0 == ENVIRON["E"] { skip = 0; next } !skip' \
-    "$1" | write_file "$1"
-}
-
-forget_aws_region() {
-  local config="$USER_HOME/.aws/config"
-  [[ -f "$config" ]] || return 0
-  awk '/^\[/ { d = ($0 == "[default]") } !(d && /^[ \t]*region[ \t]*=/)' "$config" | write_file "$config" 600
+  sed -i "\|^$FSTAB_MARK\$|,+1d" "$fstab"
 }
 
 # Out of automatic retries: say so again at every boot, install nothing.

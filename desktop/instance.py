@@ -11,13 +11,16 @@ from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.partition import Partition
 from desktop.storage import Storage
+from desktop.user_data_change import warn_when_restarted
 
 # Inputs whose change would make the provider replace the instance, and so delete
 # its root volume. They are ignored for changes, so that the preview shows the
 # instance's own value, and a config that differs from it stops `pulumi up` there
 # with a ConfigError: nothing half-moves (the mount target and the user data follow
-# the config). Ignored values are kept even by `pulumi up --replace`; moving on
-# purpose is `pulumi destroy --target <instance URN>`, then `pulumi up`.
+# the config). Moving on purpose is `pulumi up --replace <instance URN>`: for a targeted
+# replacement the engine checks the program's own values, not the ignored old ones
+# (pulumi/pulumi pkg/resource/deploy/step_generator.go, isTargetedReplace), and the
+# replacement's preview outputs are those values, so this check lets it through.
 # Each: (the provider's property, the instance attribute, the DesktopArgs field).
 KEPT_ON_CHANGE = (
     ("subnetId", "subnet_id", "subnet_id"),
@@ -45,6 +48,9 @@ def desktop_instance(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
         role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id,
     ))
+    # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
+    # cloud-init decompresses it itself.
+    user_data_base64 = user_data.apply(cloud_init.encode)
     ignore = [prop for prop, *_ in KEPT_ON_CHANGE]
     if image.from_ssm:
         ignore.append("ami")
@@ -70,9 +76,7 @@ def desktop_instance(
             # 2 hops so containers on the desktop (docker is on the DLAMI) reach IMDSv2.
             http_put_response_hop_limit=2,
         ),
-        # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
-        # cloud-init decompresses it itself.
-        user_data_base64=user_data.apply(cloud_init.encode),
+        user_data_base64=user_data_base64,
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
         tags={"Name": f"{name}-deep-learning-ubuntu-desktop"},
@@ -84,6 +88,7 @@ def desktop_instance(
         ),
     )
     _check_kept_values(instance, args, image)
+    warn_when_restarted(instance, user_data_base64)
     return instance
 
 
@@ -139,7 +144,8 @@ def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs) -> Non
             SETTINGS_BY_FIELD[field].key, wanted,
             f"the desktop's own {actual!r}: changing it needs a new instance, and the root volume with your "
             f"work would go with the old one. Set it back, or to move on purpose copy your work to EFS or S3, "
-            f"then `pulumi destroy --target '{urn}'` and `pulumi up`",
+            f"then `pulumi up --replace '{urn}'` (its preview shows the new instance; "
+            f"`pulumi destroy --target '{urn}'` and `pulumi up` do the same in two steps)",
         ))
     if problems:
         raise ConfigError(problems)
