@@ -184,3 +184,20 @@ def test_the_dcv_version_is_the_last_the_console_shows():
     text = stage("dcv 2023.1.1-1") + BANNER + stage("dcv 2024.0.19030-1") + stage("ready")
     assert bake.dcv_version(text) == "2024.0.19030-1"
     assert bake.dcv_version(stage("ready")) == "unknown"
+
+
+def test_no_wait_returns_once_ec2_accepted_it(desktop, console, clock, capsys):
+    instance_id, _ = desktop
+    console(instance_id, READY_CONSOLE)
+    code, out, err = run(capsys, "--instance-id", instance_id, "--no-wait")
+    assert code == 0, err
+    (image,) = images_of(instance_id)
+    assert clock.sleeps == [] and f"pulumi config set amiId {image['ImageId']}" in out
+
+
+def test_bake_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bake", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--stack" in out and "--force" in out and "--name" in out
