@@ -13,7 +13,13 @@ ROOT="${DLD_ROOT:-}"
 CONSOLE="${DLD_CONSOLE:-$ROOT/dev/console}"
 STATE_DIR="$ROOT/var/lib/deep-learning-desktop"
 FIRST_BOOT_DONE="$STATE_DIR/first-boot-done"
-NVIDIA_X_DONE="$STATE_DIR/nvidia-x-configured"
+# First-boot attempts started on this machine; bounded, so a broken mirror or image
+# never reboots the desktop forever.
+ATTEMPTS_FILE="$STATE_DIR/first-boot-attempts"
+MAX_ATTEMPTS="${DLD_MAX_ATTEMPTS:-3}"
+# The instance this disk was set up on: another id means an image of another desktop.
+INSTANCE_ID_FILE="$STATE_DIR/instance-id"
+IMDS="http://169.254.169.254/latest"
 LOG="$ROOT/var/log/deep-learning-desktop.log"
 MOTD="$ROOT/etc/motd"
 USER_HOME="$ROOT/home/ubuntu"
@@ -36,6 +42,9 @@ FSX_KEYRING="/usr/share/keyrings/fsx-ubuntu-public-key.gpg"
 FSX_OPTIONS="relatime,flock,_netdev,nofail"
 FSX_FSTAB_MARK="# deep-learning-desktop FSx (rewritten at every boot)"
 FSX_MOUNT_ATTEMPTS="${DLD_FSX_MOUNT_ATTEMPTS:-10}"
+# A fresh image can take minutes to seed its snaps; a stuck seed must not hold the boot.
+SNAP_SEED_TIMEOUT="${DLD_SNAP_SEED_TIMEOUT:-900}"
+XORG_CONF="$ROOT/etc/X11/xorg.conf"
 CURRENT_STAGE="start"
 REPORTED=""
 
@@ -53,10 +62,32 @@ motd() {
 
 on_exit() {
   local status="$1" during="$CURRENT_STAGE"
-  if [[ "$status" -ne 0 && -z "$REPORTED" ]]; then
-    stage "failed during '$during' (exit $status), see /var/log/deep-learning-desktop.log"
-    motd "deep-learning-desktop setup FAILED during '$during'; see /var/log/deep-learning-desktop.log. The next boot retries."
+  if [[ "$status" -eq 0 || -n "$REPORTED" ]]; then
+    return 0
   fi
+  if [[ -n "${SETTING_UP:-}" ]] && (($(attempts) < MAX_ATTEMPTS)); then
+    retry_by_reboot "$during" "$status"
+    return 0
+  fi
+  stage "failed during '$during' (exit $status), see /var/log/deep-learning-desktop.log"
+  motd "deep-learning-desktop setup FAILED during '$during'; see /var/log/deep-learning-desktop.log.${SETTING_UP:+ $(give_up_advice)}"
+}
+
+attempts() {
+  cat "$ATTEMPTS_FILE" 2>/dev/null || echo 0
+}
+
+give_up_advice() {
+  echo "No automatic retry is left after $MAX_ATTEMPTS attempts; to try again: sudo rm $ATTEMPTS_FILE; sudo reboot"
+}
+
+# The stage must not start with "failed": `wait` on the laptop ends at such a stage,
+# and this boot is not over yet.
+retry_by_reboot() {
+  stage "setup attempt $(attempts) of $MAX_ATTEMPTS stopped during '$1' (exit $2); rebooting to try again"
+  motd "Cloud init in progress. Machine will REBOOT after cloud init is complete!! (attempt $(attempts) of $MAX_ATTEMPTS stopped during '$1'; retrying)"
+  REPORTED=1
+  reboot
 }
 
 fail() {
@@ -75,6 +106,22 @@ retry() {
     fi
     echo "retry $n/$attempts in ${delay}s: $*"
     sleep "$delay"
+    n=$((n + 1))
+  done
+}
+
+# Like retry, but each wait doubles: an apt mirror in the middle of a sync
+# (Hash Sum mismatch) needs minutes, not seconds.
+retry_backoff() {
+  local attempts="$1" delay="$2" n=1
+  shift 2
+  until "$@"; do
+    if ((n >= attempts)); then
+      return 1
+    fi
+    echo "retry $n/$attempts in ${delay}s: $*"
+    sleep "$delay"
+    delay=$((delay * 2))
     n=$((n + 1))
   done
 }
@@ -116,13 +163,28 @@ detect_platform() {
 # Unattended upgrades hold the dpkg lock during the first minutes of a boot:
 # wait for it (DPkg::Lock::Timeout) instead of failing. Never a full upgrade:
 # it is slow and can break the AMI's NVIDIA driver (kernel and driver drift).
+# Every wait is bounded: the dpkg lock (15 min), each download (Acquire timeouts).
 apt_get() {
   DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=900 \
+    -o Acquire::Retries=3 -o Acquire::http::Timeout=60 -o Acquire::https::Timeout=60 \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
 
+# One install transaction, retried with backoff; a failed try refreshes the package
+# lists first, which is what a mirror caught mid-sync needs.
+apt_install() {
+  retry_backoff 4 30 apt_install_once "$@"
+}
+
+apt_install_once() {
+  apt_get install "$@" && return 0
+  apt_get update || true
+  return 1
+}
+
 download() {
-  retry 5 20 curl -fsSL --retry 5 --retry-delay 10 --retry-connrefused -o "$2" "$1"
+  retry 5 20 curl -fsSL --connect-timeout 20 --max-time 900 --retry 5 --retry-delay 10 --retry-connrefused \
+    -o "$2" "$1"
 }
 
 has_nvidia_gpu() {
@@ -131,35 +193,45 @@ has_nvidia_gpu() {
   [[ -n "$devices" ]]
 }
 
-# DCV's documented X setup for NVIDIA GPUs (console sessions), once per machine.
-# It needs a working driver, so a driver this script installed gets it at the
-# boot after the reboot (see later_boot).
-configure_nvidia_x() {
-  if command -v nvidia-xconfig >/dev/null; then
-    nvidia-xconfig --preserve-busid --enable-all-gpus --output-xconfig="$ROOT/etc/X11/xorg.conf"
-  else
-    echo "nvidia-xconfig not found; X uses its own defaults"
-  fi
-  touch "$NVIDIA_X_DONE"
+nvidia_works() {
+  has_nvidia_gpu && timeout 120 nvidia-smi >/dev/null 2>&1
 }
 
-install_display() {
-  if has_nvidia_gpu; then
-    if nvidia-smi >/dev/null 2>&1; then
-      stage "nvidia driver already works"
-      configure_nvidia_x
-    else
-      # ubuntu-drivers picks the driver Ubuntu recommends for this GPU and
-      # kernel (signed modules, follows kernel updates) instead of a pinned one.
-      stage "installing nvidia driver"
-      apt_get install ubuntu-drivers-common
-      ubuntu-drivers install || ubuntu-drivers autoinstall
-    fi
+# X follows the hardware at every boot: the instance type may have changed while
+# stopped (GPU to none, or fewer GPUs). With a working NVIDIA driver: DCV's documented
+# `nvidia-xconfig --preserve-busid --enable-all-gpus`, generated afresh (--force-generate)
+# from the GPUs present now, so no bus id of a GPU this type lacks stays; otherwise
+# (no GPU, or a GPU without a working driver yet) a dummy display, which always works.
+# True when xorg.conf changed.
+configure_display() {
+  local wanted="$XORG_CONF.dld-new"
+  mkdir -p "$(dirname "$XORG_CONF")"
+  DISPLAY_KIND=dummy
+  if nvidia_works && command -v nvidia-xconfig >/dev/null &&
+    nvidia-xconfig --force-generate --preserve-busid --enable-all-gpus --output-xconfig="$wanted" >/dev/null; then
+    DISPLAY_KIND=nvidia
   else
-    # No GPU: a dummy X device with a virtual screen gives DCV a desktop.
-    stage "configuring dummy display"
-    apt_get install xserver-xorg-video-dummy
-    write_file "$ROOT/etc/X11/xorg.conf" <<'EOF'
+    dummy_xorg_conf >"$wanted"
+  fi
+  if cmp -s "$wanted" "$XORG_CONF"; then
+    rm -f "$wanted"
+    return 1
+  fi
+  chmod 644 "$wanted"
+  mv -f "$wanted" "$XORG_CONF"
+  stage "display: $DISPLAY_KIND"
+}
+
+# A desktop set up before the dummy driver came with every first boot, then moved
+# to a type without a GPU: the one install a later boot may make.
+ensure_dummy_driver() {
+  if [[ "$DISPLAY_KIND" == dummy ]] && ! dpkg-query -W xserver-xorg-video-dummy >/dev/null 2>&1; then
+    apt_install xserver-xorg-video-dummy
+  fi
+}
+
+dummy_xorg_conf() {
+  cat <<'EOF'
 Section "Device"
     Identifier "DummyDevice"
     Driver "dummy"
@@ -183,20 +255,38 @@ Section "Screen"
     EndSubSection
 EndSection
 EOF
+}
+
+# One apt transaction for the desktop, both displays (the dummy driver too, so a
+# later move to a type without a GPU needs no install), NFS and the app store.
+# "Ubuntu Software" is the gnome-software deb on 20.04/22.04; on 24.04 it is App
+# Center, the snap-store snap. ubuntu-drivers picks the driver Ubuntu recommends
+# for this GPU and kernel (signed modules, follows kernel updates).
+install_packages() {
+  local packages=(ubuntu-desktop-minimal gdm3 nfs-common xserver-xorg-video-dummy) driver=""
+  [[ "$UBUNTU_VERSION" == 24.04 ]] || packages+=(gnome-software)
+  if has_nvidia_gpu && ! nvidia_works; then
+    driver=yes
+    packages+=(ubuntu-drivers-common)
+  fi
+  stage "installing gnome desktop"
+  apt_install "${packages[@]}"
+  if [[ -n "$driver" ]]; then
+    stage "installing nvidia driver"
+    ubuntu-drivers install || ubuntu-drivers autoinstall
   fi
 }
 
-install_desktop() {
-  stage "installing gnome desktop"
-  apt_get install ubuntu-desktop-minimal gdm3 nfs-common
-  # The app store the README points to: "Ubuntu Software" is the gnome-software
-  # deb on 20.04/22.04; on 24.04 it is App Center, shipped as the snap-store snap.
-  if [[ "$UBUNTU_VERSION" == 24.04 ]]; then
-    snap wait system seed.loaded
-    retry 5 30 snap install snap-store
-  else
-    apt_get install gnome-software
+install_app_center() {
+  [[ "$UBUNTU_VERSION" == 24.04 ]] || return 0
+  if ! timeout "$SNAP_SEED_TIMEOUT" snap wait system seed.loaded; then
+    stage "snaps not seeded after ${SNAP_SEED_TIMEOUT}s: no App Center (sudo snap install snap-store)"
+    return 0
   fi
+  retry 5 30 timeout 900 snap install snap-store
+}
+
+configure_gdm() {
   # DCV console sessions need Xorg, not Wayland.
   write_file "$ROOT/etc/gdm3/custom.conf" <<'EOF'
 [daemon]
@@ -251,7 +341,7 @@ install_dcv() {
     verify_deb "$1" || fail "$1 does not match its NICE signature"
     debs+=("$1")
   done
-  apt_get install "${debs[@]}"
+  apt_install "${debs[@]}"
   rm -rf "$work"
   usermod -aG video dcv
   write_file "$ROOT/etc/dcv/dcv.conf" <<'EOF'
@@ -528,7 +618,7 @@ apply_values() {
 wait_for_dcv() {
   local n
   for ((n = 1; n <= DCV_WAIT_ATTEMPTS; n++)); do
-    if dcv describe-session console >/dev/null 2>&1; then
+    if timeout 20 dcv describe-session console >/dev/null 2>&1; then
       stage "ready"
       return 0
     fi
@@ -537,19 +627,37 @@ wait_for_dcv() {
   stage "dcv console session not up after $((DCV_WAIT_ATTEMPTS * 5))s; see /var/log/dcv/"
 }
 
+# The version `python -m desktop bake` tags an image with, read from the console.
+report_dcv_version() {
+  local version
+  version="$(dpkg-query -W -f='${Version}' nice-dcv-server 2>/dev/null)" || version=""
+  stage "dcv ${version:-unknown}"
+}
+
 first_boot() {
+  SETTING_UP=1
+  echo $(($(attempts) + 1)) >"$ATTEMPTS_FILE"
   motd "Cloud init in progress. Machine will REBOOT after cloud init is complete!!"
-  stage "first boot: installing"
+  stage "first boot: installing (attempt $(attempts) of $MAX_ATTEMPTS)"
+  if (($(attempts) > 1)); then
+    # A retry after a reboot: finish what an interrupted dpkg left half-configured.
+    dpkg --configure -a || true
+  fi
   retry 10 30 apt_get update
-  install_display
-  install_desktop
+  install_packages
+  install_app_center
+  configure_gdm
   install_dcv
+  report_dcv_version
+  configure_display || true
   apply_values
   # Only the fstab line: the reboot follows, and EFS is mounted at the next boot.
   configure_efs || true
   configure_fsx || true
   motd "NICE DCV server is enabled!"
   touch "$FIRST_BOOT_DONE"
+  rm -f "$ATTEMPTS_FILE"
+  record_instance_id
   stage "first boot complete, rebooting"
   REPORTED=1
   reboot
@@ -558,11 +666,11 @@ first_boot() {
 later_boot() {
   local efs=yes fsx=yes
   stage "later boot"
-  if [[ ! -e "$NVIDIA_X_DONE" ]] && has_nvidia_gpu && nvidia-smi >/dev/null 2>&1; then
-    # The driver the first boot installed works now: set X up for it, and restart
-    # the display and DCV so that the console session uses it.
-    stage "configuring x for the nvidia driver"
-    configure_nvidia_x
+  report_dcv_version
+  if configure_display; then
+    ensure_dummy_driver
+    # X and DCV started with the file the previous hardware wanted: restart them so
+    # that the console session uses this one.
     systemctl restart display-manager dcvserver
   fi
   apply_values
@@ -580,13 +688,78 @@ later_boot() {
   fi
 }
 
+# The setup is on this disk: this boot or an earlier one finished it (a baked image
+# carries it to other instances).
+installed_desktop() {
+  [[ -e "$FIRST_BOOT_DONE" ]] && dpkg-query -W nice-dcv-server gdm3 >/dev/null 2>&1
+}
+
+# This instance's id from IMDSv2 (a session token first); bounded, false when unknown.
+instance_id_now() {
+  local token id
+  token="$(curl -fsS --max-time 5 --retry 3 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" \
+    "$IMDS/api/token")" &&
+    id="$(curl -fsS --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id")" &&
+    [[ "$id" =~ ^i-[0-9a-f]+$ ]] && echo "$id"
+}
+
+record_instance_id() {
+  local id
+  id="$(instance_id_now)" && echo "$id" | write_file "$INSTANCE_ID_FILE" || true
+}
+
+# Another instance id than the one recorded: this disk comes from an image of another
+# desktop. Unknown (IMDS silent) counts as the same: the reset is for a sure move only.
+is_new_instance() {
+  local id
+  [[ -s "$INSTANCE_ID_FILE" ]] && id="$(instance_id_now)" && [[ "$id" != "$(cat "$INSTANCE_ID_FILE")" ]]
+}
+
+# What belongs to the desktop the image was made from, not to this one. The terminal
+# values and the ~/.aws/config region need nothing here: every boot rewrites them with
+# this stack's values, as it writes this stack's EFS line.
+reset_for_new_instance() {
+  stage "new instance from an image of another desktop: resetting"
+  forget_previous_efs
+  rm -rf "$STATE_DIR/idle" "$STATE_DIR/keep-awake" "$STATE_DIR/dcv-password-version"
+  # A new machine id (systemd derives it from the instance's own UUID); SSH host
+  # keys need nothing here: cloud-init makes new ones for every new instance.
+  rm -f "$ROOT/etc/machine-id"
+  systemd-machine-id-setup --root="${ROOT:-/}" >/dev/null
+}
+
+# systemd may have mounted the other desktop's EFS from the image's fstab already;
+# its line goes even when this stack's EFS values turn out unusable.
+forget_previous_efs() {
+  local fstab="$ROOT/etc/fstab" path
+  path="$(grep -A1 -xF "$FSTAB_MARK" "$fstab" | awk 'NR == 2 { print $2 }')" || true
+  if [[ -n "$path" ]] && mountpoint -q "$ROOT$path"; then
+    umount -l "$ROOT$path" || true
+  fi
+  sed -i "\|^$FSTAB_MARK\$|,+1d" "$fstab"
+}
+
+# Out of automatic retries: say so again at every boot, install nothing.
+give_up() {
+  REPORTED=1
+  stage "failed: the desktop setup failed $MAX_ATTEMPTS times; see /var/log/deep-learning-desktop.log"
+  motd "deep-learning-desktop setup FAILED $MAX_ATTEMPTS times; see /var/log/deep-learning-desktop.log. $(give_up_advice)"
+  exit 1
+}
+
 main() {
   trap 'on_exit $?' EXIT
   stage "boot script started"
   detect_platform
   mkdir -p "$STATE_DIR"
-  if [[ -e "$FIRST_BOOT_DONE" ]]; then
+  if installed_desktop; then
+    if is_new_instance; then
+      reset_for_new_instance
+    fi
+    record_instance_id
     later_boot
+  elif (($(attempts) >= MAX_ATTEMPTS)); then
+    give_up
   else
     first_boot
   fi

@@ -18,13 +18,16 @@ from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
 from desktop.lustre import Lustre
 from desktop.partition import Partition
 from desktop.storage import Storage
+from desktop.user_data_change import warn_when_restarted
 
 # Inputs whose change would make the provider replace the instance, and so delete
 # its root volume. They are ignored for changes, so that the preview shows the
 # instance's own value, and a config that differs from it stops `pulumi up` there
 # with a ConfigError: nothing half-moves (the mount target and the user data follow
-# the config). Ignored values are kept even by `pulumi up --replace`; moving on
-# purpose is `pulumi destroy --target <instance URN>`, then `pulumi up`.
+# the config). Moving on purpose is `pulumi up --replace <instance URN>`: for a targeted
+# replacement the engine checks the program's own values, not the ignored old ones
+# (pulumi/pulumi pkg/resource/deploy/step_generator.go, isTargetedReplace), and the
+# replacement's preview outputs are those values, so this check lets it through.
 # Each: (the provider's property, the instance attribute, the DesktopArgs field).
 # keyName: the provider reads an instance without a key pair as "" (its key_name is
 # Optional, Computed and ForceNew): adding one replaces the instance, dropping it does not.
@@ -89,6 +92,9 @@ def desktop_instance(
         fsx_dns_name=v[6], fsx_mount_name=v[7], fsx_mount_path=args.fsx_mount_path if lustre else "",
         efa="true" if efa else "false",
     ))
+    # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
+    # cloud-init decompresses it itself.
+    user_data_base64 = user_data.apply(cloud_init.encode)
     ignore = [prop for prop, *_ in KEPT_ON_CHANGE] + list(KEEP_AWAKE_IGNORED) + list(KEPT_ALSO)
     if image.from_ssm:
         ignore.append("ami")
@@ -136,9 +142,7 @@ def desktop_instance(
         # The idle agent powers the machine off: that must stop it (root volume kept), never
         # terminate it.
         instance_initiated_shutdown_behavior="stop",
-        # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
-        # cloud-init decompresses it itself.
-        user_data_base64=user_data.apply(cloud_init.encode),
+        user_data_base64=user_data_base64,
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
         tags=tags,
@@ -151,6 +155,7 @@ def desktop_instance(
         ),
     )
     _check_kept_values(instance, args, image, capacity)
+    warn_when_restarted(instance, user_data_base64)
     return instance
 
 
@@ -267,8 +272,8 @@ def _refuse_differences(urn: str, checked: list, actual_values: list, args: Desk
 
 
 def _move(urn: str) -> str:
-    return (f"to move on purpose copy your work to EFS or S3, then `pulumi destroy --target '{urn}'` "
-            "and `pulumi up`")
+    return (f"to move on purpose copy your work to EFS or S3, then `pulumi up --replace '{urn}'` (its preview "
+            f"shows the new instance; `pulumi destroy --target '{urn}'` and `pulumi up` do the same in two steps)")
 
 
 def _key_pair_change(urn: str, actual: str, wanted, instance: aws.ec2.Instance):

@@ -11,12 +11,12 @@ import argparse
 import os
 import sys
 
-from desktop.commands import idle, operate, plan, preflight, snapshots
+from desktop.commands import bake, idle, operate, plan, preflight, snapshots
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import StackNotFound
 from desktop.config import ConfigError
 
-COMMANDS = (plan, preflight, operate, idle, snapshots)
+COMMANDS = (plan, preflight, operate, idle, snapshots, bake)
 
 
 def build_parser() -> argparse.ArgumentParser:

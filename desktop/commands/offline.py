@@ -299,8 +299,10 @@ def run(
     config: dict[str, Any],
     stack: str = "dev",
     mocks: Optional[AccountMocks] = None,
+    preview: bool = False,
 ) -> Rendering:
-    """Run ``program`` under mocks with ``config`` (keys like ``deep-learning-desktop:s3Bucket``).
+    """Run ``program`` under mocks with ``config`` (keys like ``deep-learning-desktop:s3Bucket``),
+    as `pulumi up` runs it, or as its preview does (``preview=True``).
 
     Each call runs in a fresh context, so runs never see each other's resources.
     Exceptions of the program (a ``ConfigError`` above all) propagate.
@@ -316,7 +318,7 @@ def run(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return contextvars.Context().run(_run, program, config, stack, mocks)
+        return contextvars.Context().run(_run, program, config, stack, mocks, preview)
     finally:
         # Join the executor threads first, so none of their loops is still in use.
         loop.run_until_complete(loop.shutdown_default_executor())
@@ -347,14 +349,14 @@ class _LoopKeeper(asyncio.DefaultEventLoopPolicy):
             loop.close()
 
 
-def _run(program, config, stack, mocks) -> Rendering:
+def _run(program, config, stack, mocks, preview=False) -> Rendering:
     monitor = RecordingMonitor(mocks)
     recorder = _LogRecorder()
     logger = logging.getLogger(f"deep-learning-desktop.offline.{id(recorder)}")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     logger.addHandler(recorder)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
     set_all_config({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
                     if v is not None})
     root = get_root_resource()
@@ -373,7 +375,8 @@ MAIN = PROJECT_DIR / "__main__.py"
 
 def run_program(
     config: dict[str, Any], *, stack: str = "dev", mocks: Optional[AccountMocks] = None,
-    main: Path = MAIN,
+    main: Path = MAIN, preview: bool = False,
 ) -> Rendering:
     """Run the real ``__main__.py`` offline."""
-    return run(lambda: runpy.run_path(str(main), run_name="__main__"), config=config, stack=stack, mocks=mocks)
+    return run(lambda: runpy.run_path(str(main), run_name="__main__"), config=config, stack=stack, mocks=mocks,
+               preview=preview)
