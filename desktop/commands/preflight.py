@@ -492,7 +492,7 @@ def preflight(stack: str, project_dir: Optional[Path] = None, out=None) -> int:
     out = out or sys.stdout
     config = read_stack(stack, project_dir)
     parsed = config.parse()
-    account = Account(aws.Aws(config.region), parsed.args)
+    account = Account(aws.Aws.for_stack(config.other), parsed.args)
     results: list[Result] = []
     for warning in parsed.warnings:
         if warning not in parsed.args.warnings:  # those are check_access_cidr's to say
