@@ -11,12 +11,12 @@ import argparse
 import os
 import sys
 
-from desktop.commands import operate, plan, preflight, ssm
+from desktop.commands import init, operate, plan, preflight, ssm
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import StackNotFound
 from desktop.config import ConfigError
 
-COMMANDS = (plan, preflight, operate, ssm)
+COMMANDS = (init, plan, preflight, operate, ssm)
 
 
 def build_parser() -> argparse.ArgumentParser:
