@@ -11,8 +11,6 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import stat
-import sys
 
 import boto3
 import pytest
@@ -20,6 +18,7 @@ from botocore.stub import ANY, Stubber
 
 from desktop.commands import aws, ssm
 from desktop.commands.cli import main
+from tests import fake_plugin
 from tests.moto_account import REGION, add_image, aws_env, client, moto_server, write_stack  # noqa: F401
 
 SESSION = {
@@ -44,29 +43,10 @@ def instance(aws_env, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """A fake session-manager-plugin: prints its version, records each session call."""
-    script = tmp_path / "bin" / ssm.PLUGIN
-    record = tmp_path / "plugin-calls.jsonl"
-    script.write_text(f"""#!{sys.executable}
-import json, os, sys
-if sys.argv[1:] == ["--version"]:
-    print(os.environ.get("FAKE_PLUGIN_VERSION", "1.2.707.0"))
-    sys.exit(0)
-names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
-call = {{"argv": sys.argv[1:], "response": os.environ.get(sys.argv[1]),
-         "env": {{name: os.environ.get(name) for name in names}}}}
-with open({str(record)!r}, "a") as out:
-    out.write(json.dumps(call) + "\\n")
-sys.exit(int(os.environ.get("FAKE_PLUGIN_EXIT", "0")))
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-
-    def calls() -> list[dict]:
-        if not record.exists():
-            return []
-        return [json.loads(line) for line in record.read_text().splitlines()]
-    return calls
+def plugin(tmp_path):
+    """A fake session-manager-plugin on PATH; calling the fixture gives its recorded calls."""
+    record = fake_plugin.install(tmp_path / "bin")
+    return lambda: fake_plugin.calls(record)
 
 
 @pytest.fixture
