@@ -216,3 +216,11 @@ def test_an_assumed_role_reaches_the_plugin_through_its_environment(
                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                        aws_session_token=env["AWS_SESSION_TOKEN"])
     assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/desktop-operator/laptop"
+
+
+@pytest.mark.parametrize("argv", [["shell", "--help"], ["connect", "--help"], ["init", "--help"]])
+def test_the_new_commands_have_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    assert "--stack" in capsys.readouterr().out
