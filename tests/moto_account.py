@@ -238,6 +238,8 @@ def seed_good_account(region: str = REGION, zone: str = ZONE, instance_type: str
     """An account where every preflight check passes for the returned ``config``."""
     ec2 = client("ec2", region)
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    # A new VPC has DNS hostnames off (as in EC2); mounting EFS by name needs them on.
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
     subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
     igw_id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc_id)

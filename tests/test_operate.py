@@ -191,7 +191,9 @@ def test_connect_prints_the_address_and_writes_a_dcv_file(instance, capsys, tmp_
             assert not value.startswith(('"', "'"))  # the guide: no quotes around strings
     assert f"https://{host}:8443" in out
     assert f"ssh -i ~/.ssh/my-key.pem ubuntu@{host}" in out
-    assert "sudo passwd ubuntu" in out
+    # The password is the stack's: no SSH login and no `sudo passwd` step any more.
+    assert "pulumi stack output DcvPassword --show-secrets --stack test" in out
+    assert "passwd" not in out.replace("DcvPassword", "")
     assert str(path.name) in out
 
 

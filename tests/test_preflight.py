@@ -3,6 +3,7 @@ passes and one where it fails, run as a person runs it (``AWS_ENDPOINT_URL``).""
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from desktop.commands.cli import main
 from desktop.commands.aws import CLIENT_CONFIG
 from desktop.commands.preflight import quota_for
+from tests import fake_plugin
 from tests.moto_account import (
     DLAMI_PARAMETER, REGION, add_image, as_iam_user, client, moto_module, moto_server,  # noqa: F401
     seed_good_account, set_ec2_quota, throttling_endpoint, write_stack,
@@ -33,6 +35,7 @@ def account(moto_module):
     ec2.associate_route_table(RouteTableId=good.route_table_id, SubnetId=extra.subnet_1e)
     # VPC 2: its main route table has the internet route, and one subnet overrides it with its own table.
     extra.vpc2 = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=extra.vpc2, EnableDnsHostnames={"Value": True})
     igw2 = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=igw2, VpcId=extra.vpc2)
     main_table = ec2.describe_route_tables(Filters=[
@@ -74,8 +77,12 @@ def account(moto_module):
 
 
 @pytest.fixture
-def preflight(account, tmp_path, capsys):
-    """Run ``python -m desktop preflight`` on the good config changed by ``changes``."""
+def preflight(account, tmp_path, capsys, monkeypatch):
+    """Run ``python -m desktop preflight`` on the good config changed by ``changes``, with a
+    session-manager-plugin on PATH."""
+    fake_plugin.install(tmp_path / "plugin-bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'plugin-bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+
     def run(**changes):
         config = {**account.good.config, **changes}
         stack = write_stack(tmp_path, config)
@@ -112,7 +119,10 @@ def test_a_good_account_passes_as_a_whole(preflight, account):
     line(result, "PASS", account.good.security_group_id, "admits TCP 22 and 8443")
     line(result, "PASS", account.good.efs_id, "mount target", "us-east-1a")
     line(result, "PASS", "admits NFS (TCP 2049) from the desktop")
-    line(result, "PASS", "accessCidr 203.0.113.7/32")
+    line(result, "PASS", "accessCidr 203.0.113.7/32", "open ports")
+    line(result, "PASS", f"VPC {account.good.vpc_id} has enableDnsSupport and enableDnsHostnames on")
+    line(result, "PASS", "session-manager-plugin 1.2.707.0 is installed")
+    assert result.lines[0].startswith("PASS  credentials work: account 123456789012")
     assert "0 failed" in result.lines[-1]
 
 
@@ -125,12 +135,21 @@ def test_no_credentials_is_one_line_and_exit_2(preflight, monkeypatch):
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
-def test_access_denied_is_one_line_and_exit_2(preflight, moto_module):
+def test_an_identity_allowed_nothing_gets_one_fail_per_check_naming_the_permission(preflight, moto_module):
+    # STS answers GetCallerIdentity whatever the policies; every other check is denied.
     with as_iam_user(moto_module, "nobody"):
         result = preflight()
-    assert result.code == 2
-    assert result.err.startswith("error: access denied to ")
-    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    assert result.code == 1, result.out + result.err
+    assert result.err == ""
+    assert result.lines[0].startswith("PASS  credentials work: account 123456789012 as "
+                                      "arn:aws:iam::123456789012:user/nobody")
+    line(result, "FAIL", "the key pair not checked: access denied to DescribeKeyPairs",
+         "this identity needs ec2:DescribeKeyPairs")
+    line(result, "FAIL", "the VPC and subnet not checked", "needs ec2:DescribeVpcs")
+    line(result, "FAIL", "the VPC's DNS attributes not checked", "needs ec2:DescribeVpcAttribute")
+    line(result, "FAIL", "the security group not checked", "needs ec2:DescribeSecurityGroups")
+    line(result, "PASS", "session-manager-plugin")  # the checks after the failed ones still ran
+    assert "fix the FAIL lines" in result.lines[-1]
 
 
 def test_a_bucket_these_credentials_may_not_reach_fails(preflight, moto_module, account):

@@ -11,12 +11,12 @@ import argparse
 import os
 import sys
 
-from desktop.commands import bake, idle, operate, plan, preflight, snapshots
+from desktop.commands import bake, idle, init, operate, plan, preflight, snapshots, ssm
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import StackNotFound
 from desktop.config import ConfigError
 
-COMMANDS = (plan, preflight, operate, idle, snapshots, bake)
+COMMANDS = (init, plan, preflight, operate, ssm, idle, snapshots, bake)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,10 +103,17 @@ def instance_id(args: argparse.Namespace) -> str:
 
 def region_of(args: argparse.Namespace) -> Optional[str]:
     """The stack's ``aws:region`` when its file sets one (a missing file is no error here)."""
+    return account_of(args).region
+
+
+def account_of(args: argparse.Namespace) -> aws.AccountSettings:
+    """The stack's account settings (region, profile, assumed roles) when its file exists;
+    without a file, boto3's own (``--instance-id`` with AWS_PROFILE, AWS_REGION)."""
     try:
-        return read_stack(args.stack, args.project_dir).region
+        other = read_stack(args.stack, args.project_dir).other
     except StackNotFound:
-        return None
+        return aws.AccountSettings()
+    return aws.AccountSettings.from_stack(other)
 
 
 class Desktop(NamedTuple):
@@ -133,8 +140,21 @@ class Desktop(NamedTuple):
 
 
 def desktop(args: argparse.Namespace) -> Desktop:
+    """The desktop of ``args`` (``--stack``/``--instance-id``) on the stack's account."""
+    settings = account_of(args)
     with aws.errors():
-        return Desktop(aws.Aws(region_of(args)), instance_id(args))
+        return Desktop(aws.Aws(settings=settings), instance_id(args))
+
+
+def running(target: Desktop) -> dict:
+    """The instance's description; a :class:`CommandError` unless it is running."""
+    with aws.errors():
+        instance = target.describe()
+    state = instance["State"]["Name"]
+    if state != "running":
+        raise CommandError(f"instance {target.instance_id} is {state}: start it first "
+                           "(`python -m desktop start --wait`)")
+    return instance
 
 
 # ---------------------------------------------------------------------------
@@ -274,13 +294,12 @@ def dcv_file(host: str, port: int = DCV_PORT, user: str = USER, transport: str =
 
 
 def _connect(args: argparse.Namespace) -> int:
+    if args.ssm:
+        from desktop.commands import ssm
+
+        return ssm.connect(args)
     target = desktop(args)
-    with aws.errors():
-        instance = target.describe()
-    state = instance["State"]["Name"]
-    if state != "running":
-        raise CommandError(f"instance {target.instance_id} is {state}: start it first "
-                           "(`python -m desktop start --wait`)")
+    instance = running(target)
     public = instance.get("PublicDnsName") or instance.get("PublicIpAddress")
     host = public if public and not args.private else instance.get("PrivateIpAddress")
     if not host:
@@ -288,13 +307,20 @@ def _connect(args: argparse.Namespace) -> int:
     path = args.output or Path(f"{args.stack}-{target.instance_id}.dcv")
     path.write_text(dcv_file(host, transport=args.transport))
     key = instance.get("KeyName")
-    identity = f"-i ~/.ssh/{key}.pem " if key else ""
     print(f"DCV address:     https://{host}:{DCV_PORT}  (a browser, or the DCV client)")
     print(f"DCV connection:  {path}  (open it with the DCV client: `dcvviewer {path}`)")
-    print(f"SSH:             ssh {identity}{USER}@{host}")
-    print(f"First time only: set the password DCV asks for: `ssh {identity}{USER}@{host} sudo passwd {USER}`")
+    # The stack generates the password and the boot sets it: no SSH and no `passwd` needed.
+    print(f"DCV login:       {USER}, password: `pulumi stack output DcvPassword --show-secrets "
+          f"--stack {args.stack}`")
+    if key:
+        print(f"SSH:             ssh -i ~/.ssh/{key}.pem {USER}@{host}")
+    print(f"Shell:           python -m desktop shell --stack {args.stack}  (Session Manager, no open port)")
     if not public:
-        print("The desktop has no public address: connect over your VPN or Direct Connect.")
+        print("The desktop has no public address: connect over your VPN or Direct Connect, or through "
+              f"Session Manager: `python -m desktop connect --ssm --stack {args.stack}`.")
+    else:
+        print(f"Port 8443 not open to you? `python -m desktop connect --ssm --stack {args.stack}` "
+              "reaches DCV through Session Manager.")
     return 0
 
 
@@ -357,7 +383,14 @@ def _start(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # The parsers.
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; expected 1-65535")
+    return int(text)
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--stack``, ``--instance-id`` and ``--project-dir``: which desktop a command acts on."""
     parser.add_argument("--stack", default="dev", metavar="NAME",
                         help="Pulumi stack of the desktop: its outputs name the instance, its "
                              "Pulumi.<NAME>.yaml the region (default: dev)")
@@ -366,6 +399,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "needed when the Pulumi CLI is not on PATH")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, metavar="DIR",
                         help="directory of Pulumi.yaml and the stack files (default: this project)")
+
+
+_common = common_arguments
 
 
 def _waiting(parser: argparse.ArgumentParser, timeout: str) -> None:
@@ -390,18 +426,25 @@ def register(subparsers) -> None:
     wait.set_defaults(run=_wait)
 
     connect = subparsers.add_parser(
-        "connect", help="print the DCV address and SSH command, write a .dcv file",
+        "connect", help="print the DCV address, write a .dcv file; --ssm: reach DCV through Session Manager",
         description="Print the DCV address https://<host>:8443, write a .dcv connection file for the "
-                    "native DCV client, and print the SSH command and the one-time `sudo passwd ubuntu` "
-                    "step (DCV signs you in as ubuntu with that password). The address is read from EC2, "
-                    "so it is right after a stop and start. " + common)
+                    "native DCV client, and say where the DCV password is (the stack output DcvPassword; "
+                    "log in as ubuntu) and how to open a shell. The address is read from EC2, so it is "
+                    "right after a stop and start. With --ssm, forward DCV's port through AWS Systems "
+                    "Manager Session Manager to https://localhost:<port> instead (no open port needed; "
+                    "needs the session-manager-plugin) and keep it open until Ctrl-C. " + common)
     _common(connect)
     connect.add_argument("--output", type=Path, metavar="FILE",
                          help="where to write the .dcv file (default: ./<stack>-<instance id>.dcv)")
     connect.add_argument("--private", action="store_true",
                          help="use the private IP (VPN or Direct Connect) even when there is a public one")
     connect.add_argument("--transport", choices=("websocket", "quic"), default="websocket",
-                         help="DCV data transport in the .dcv file: websocket (TCP, default) or quic (UDP 8443)")
+                         help="DCV data transport in the .dcv file: websocket (TCP, default) or quic (UDP 8443); "
+                              "--ssm always uses websocket")
+    connect.add_argument("--ssm", action="store_true",
+                         help="forward DCV through Session Manager to a local port, until Ctrl-C")
+    connect.add_argument("--local-port", type=_port, metavar="PORT",
+                         help="with --ssm: the local port (default: a free one)")
     connect.set_defaults(run=_connect)
 
     stop = subparsers.add_parser(

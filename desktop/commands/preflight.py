@@ -1,9 +1,12 @@
 """``python -m desktop preflight``: check the AWS account against the stack's config
 before ``pulumi up``, so a mistake shows in seconds instead of after a failed launch.
 
-Each check prints one line, ``PASS``, ``WARN`` or ``FAIL``, saying what to do.
-Exit 0 when nothing failed, 1 when something did; 2 when the checks could not run
-(no credentials, unknown stack, bad config, access denied, throttling).
+The first line names the account (STS caller identity) and the region it checks. Each
+check prints one line, ``PASS``, ``WARN`` or ``FAIL``, saying what to do; an AWS error in
+one check (a permission this identity lacks, throttling) is a ``FAIL`` line naming the
+operation and the other checks still run. Exit 0 when nothing failed, 1 when something
+did; 2 when the checks could not run at all (no or unusable credentials, no region,
+unknown stack, bad config).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +22,8 @@ from typing import Callable, Iterable, NamedTuple, Optional
 
 import botocore.exceptions
 
-from desktop.commands import aws
+from desktop.commands import aws, ssm
+from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import PROJECT_DIR, read_stack
 from desktop.config import OPEN_CIDR, DesktopArgs
 from desktop.image import architecture_of, ssm_parameter_for
@@ -120,9 +125,16 @@ Check = Callable[[Account], Iterable[Result]]
 # The checks, in the order they print.
 
 def check_credentials(account: Account) -> Iterable[Result]:
+    """Which account and region the checks look at: the STS caller identity."""
     identity = account.aws.client("sts").get_caller_identity()
+    how = []
+    if account.aws.settings.profile:
+        how.append(f"profile {account.aws.settings.profile} (the stack's aws:profile)")
+    if account.aws.assumed:
+        how.append("assumed " + " then ".join(account.aws.assumed) + " (the stack's aws:assumeRoles)")
     yield Result(PASS, f"credentials work: account {identity['Account']} as {identity['Arn']}; "
-                       f"region {account.aws.region} ({account.aws.region_source})")
+                       f"region {account.aws.region} ({account.aws.region_source})"
+                       + "".join(f"; {item}" for item in how))
 
 
 def check_ami(account: Account) -> Iterable[Result]:
@@ -167,9 +179,11 @@ def check_ami(account: Account) -> Iterable[Result]:
 
 
 def check_key_pair(account: Account) -> Iterable[Result]:
+    """The key pair exists (when one is set)."""
     name, region = account.args.key_name, account.aws.region
-    if name is None:
-        yield Result(PASS, "no keyName: the desktop gets no key pair; shell through Session Manager")
+    if not name:
+        yield Result(PASS, "no keyName: the desktop has no key pair; open a shell through Session Manager "
+                           "(`python -m desktop shell`)")
         return
     try:
         account.ec2().describe_key_pairs(KeyNames=[name])
@@ -490,9 +504,9 @@ def check_security_group(account: Account) -> Iterable[Result]:
         yield Result(FAIL, f"security group {group_id} is in {group['VpcId']}, not in vpcId {args.vpc_id}: "
                            "pick a group of the VPC, or unset securityGroupId to have one created")
         return
-    if args.access_cidr is None:
-        yield Result(PASS, f"security group {group_id} is in {args.vpc_id}; no accessCidr, so no port is "
-                           "checked: Session Manager reaches the desktop")
+    if not args.access_cidr:
+        yield Result(PASS, f"security group {group_id} is in {args.vpc_id}; no accessCidr: it needs no ingress "
+                           "(Session Manager needs none)")
         return
     cidr = ipaddress.IPv4Network(args.access_cidr)
     permissions = group.get("IpPermissions", [])
@@ -603,22 +617,118 @@ def check_efs_backup(account: Account) -> Iterable[Result]:
 
 
 def check_access_cidr(account: Account) -> Iterable[Result]:
+    """Open port or Session Manager only: which of the two this desktop is."""
+    if not account.args.access_cidr:
+        yield Result(PASS, "no accessCidr: no port is open to any address; reach the desktop through Session "
+                           "Manager (`python -m desktop connect --ssm`, `python -m desktop shell`)")
+        return
     warnings = account.args.warnings
     for warning in warnings:
         yield Result(WARN, warning)
-    if not warnings and account.args.access_cidr is None:
+    if not warnings and not account.args.access_cidr:
         yield Result(PASS, "accessCidr is empty: no port open to any address; Session Manager only")
     elif not warnings:
-        yield Result(PASS, f"accessCidr {account.args.access_cidr} limits SSH and DCV to your range")
+        yield Result(PASS, f"accessCidr {account.args.access_cidr} limits SSH and DCV to your range "
+                           "(open ports; Session Manager works as well)")
 
 
+# The VPC interface endpoints Session Manager needs when the desktop has no way to the internet.
+SSM_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages")
+
+
+def check_vpc_dns(account: Account) -> Iterable[Result]:
+    """The VPC resolves names: mounting EFS by its DNS name needs both DNS attributes."""
+    vpc_id = account.args.vpc_id
+    ec2 = account.ec2()
+    states = {}
+    for attribute in ("enableDnsSupport", "enableDnsHostnames"):
+        try:
+            answer = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)
+        except botocore.exceptions.ClientError as error:
+            if aws.code(error).startswith("InvalidVpcID"):
+                return  # reported by check_network
+            raise
+        states[attribute] = bool(answer.get(attribute[0].upper() + attribute[1:], {}).get("Value"))
+    off = [attribute for attribute, on in states.items() if not on]
+    if off:
+        fixes = "; ".join(f"`aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --{_dashed(a)}`" for a in off)
+        yield Result(FAIL, f"VPC {vpc_id} has {' and '.join(off)} off: the desktop cannot mount EFS by its DNS "
+                           f"name (nor use private Session Manager endpoints); turn on: {fixes}")
+        return
+    yield Result(PASS, f"VPC {vpc_id} has enableDnsSupport and enableDnsHostnames on (EFS mounts by name)")
+
+
+def _dashed(attribute: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "-" + m.group(0).lower(), attribute)
+
+
+def _endpoint_service(region: str, name: str) -> str:
+    prefix = "cn.com.amazonaws" if region.startswith("cn-") else "com.amazonaws"
+    return f"{prefix}.{region}.{name}"
+
+
+def check_session_manager_path(account: Account) -> Iterable[Result]:
+    """Without a public IP, the SSM agent needs a NAT gateway or the VPC's SSM endpoints."""
+    args = account.args
+    subnet = account.subnet()
+    if args.public_ip or subnet is None or subnet["VpcId"] != args.vpc_id:
+        return  # a public IP reaches Systems Manager over the internet route checked above
+    table, _ = _route_table(account, subnet)
+    targets = [_target(route) for route in _default_routes(table)]
+    nat = [target for target in targets if target.startswith("nat-")]
+    if nat:
+        yield Result(PASS, f"subnet {subnet['SubnetId']} routes {OPEN_CIDR} to NAT gateway {nat[0]}: Session "
+                           "Manager reaches the desktop without a public IP")
+        return
+    endpoints = account.ec2().describe_vpc_endpoints(Filters=[
+        {"Name": "vpc-id", "Values": [args.vpc_id]},
+        {"Name": "vpc-endpoint-type", "Values": ["Interface"]},
+    ])["VpcEndpoints"]
+    present = {str(e.get("ServiceName", "")).rsplit(".", 1)[-1] for e in endpoints
+               if str(e.get("State", "available")).lower() in ("available", "pending", "pendingacceptance")}
+    missing = [name for name in SSM_ENDPOINTS if name not in present]
+    if not missing:
+        yield Result(PASS, f"VPC {args.vpc_id} has the interface endpoints {', '.join(SSM_ENDPOINTS)}: Session "
+                           "Manager reaches the desktop without a public IP")
+        return
+    region = account.aws.region
+    adds = "; ".join(
+        f"`aws ec2 create-vpc-endpoint --vpc-id {args.vpc_id} --vpc-endpoint-type Interface --service-name "
+        f"{_endpoint_service(region, name)} --subnet-ids {subnet['SubnetId']} --private-dns-enabled`"
+        for name in missing)
+    route = (f"routes {OPEN_CIDR} to {targets[0]}, not to a NAT gateway" if targets
+             else f"has no {OPEN_CIDR} route")
+    # Another route (a transit gateway, a firewall) may or may not lead to Systems Manager; with
+    # no route at all and no open port, nothing reaches the desktop.
+    status = FAIL if not targets and not args.access_cidr else WARN
+    yield Result(status, f"publicIp is false, subnet {subnet['SubnetId']} {route}, and VPC {args.vpc_id} lacks "
+                         f"the endpoints {', '.join(missing)}: Session Manager (`connect --ssm`, `shell`) may not "
+                         f"reach the desktop; add a NAT gateway route, or the endpoints: {adds}")
+
+
+def check_session_manager_plugin(account: Account) -> Iterable[Result]:
+    """The local Session Manager plugin, which `connect --ssm` and `shell` hand sessions to."""
+    if shutil.which(ssm.PLUGIN) is None:
+        yield Result(WARN, f"{ssm.PLUGIN} is not installed here: `connect --ssm` and `shell` need it; "
+                           f"install it: {ssm.INSTALL_URL}")
+        return
+    try:
+        _, version = ssm.plugin()
+    except CommandError as error:
+        yield Result(WARN, str(error))
+        return
+    yield Result(PASS, f"{ssm.PLUGIN} {version} is installed (for `connect --ssm` and `shell`)")
+
+
+# After check_credentials, which runs first and alone: without an identity nothing can be checked.
 CHECKS: tuple[Check, ...] = (
-    check_credentials,
     check_ami,
     check_key_pair,
     check_bucket,
     check_network,
+    check_vpc_dns,
     check_internet_route,
+    check_session_manager_path,
     check_instance_type,
     check_vcpu_quota,
     check_efa,
@@ -627,7 +737,46 @@ CHECKS: tuple[Check, ...] = (
     check_efs,
     check_efs_backup,
     check_access_cidr,
+    check_session_manager_plugin,
 )
+
+# What each check looks at, for the FAIL line of a check an AWS error stopped.
+TOPICS: dict[Check, str] = {
+    check_ami: "the AMI", check_key_pair: "the key pair", check_bucket: "the S3 bucket",
+    check_network: "the VPC and subnet", check_vpc_dns: "the VPC's DNS attributes",
+    check_internet_route: "the subnet's internet route", check_session_manager_path: "Session Manager's way in",
+    check_instance_type: "the instance type", check_vcpu_quota: "the vCPU quota",
+    check_security_group: "the security group", check_efs: "the EFS file system",
+    check_efa: "EFA on the instance type", check_capacity_reservation: "the capacity reservation",
+    check_efs_backup: "the EFS file system's backups",
+    check_access_cidr: "accessCidr", check_session_manager_plugin: "the Session Manager plugin",
+}
+
+
+def _stopped(account: Account, check: Check, error: Exception) -> Result:
+    """The FAIL line of a check an unexpected AWS error stopped: what was not checked and why."""
+    topic = TOPICS.get(check, check.__name__)
+    if isinstance(error, botocore.exceptions.ClientError):
+        operation = getattr(error, "operation_name", "") or "a request"
+        if aws.code(error) in aws.ACCESS_DENIED:
+            needed = account.aws.permission(error) or operation
+            return Result(FAIL, f"{topic} not checked: access denied to {operation} ({aws.code(error)}): "
+                                f"this identity needs {needed}; allow it, or check {topic} yourself")
+        if aws.code(error) in aws.THROTTLED:
+            return Result(FAIL, f"{topic} not checked: AWS throttled {operation} even after retries; "
+                                "run preflight again in a minute")
+        return Result(FAIL, f"{topic} not checked: {operation} failed ({aws.message(error)})")
+    return Result(FAIL, f"{topic} not checked: {aws.explain(error) or error}")
+
+
+def _run(check: Check, account: Account) -> Iterable[Result]:
+    """The results of one check; an AWS error ends it with a FAIL line, not the whole preflight."""
+    try:
+        yield from check(account)
+    except aws.CREDENTIAL_ERRORS:
+        raise  # no check can run without credentials: exit 2
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        yield _stopped(account, check, error)
 
 
 # ---------------------------------------------------------------------------
@@ -638,17 +787,23 @@ def preflight(stack: str, project_dir: Optional[Path] = None, out=None) -> int:
     out = out or sys.stdout
     config = read_stack(stack, project_dir)
     parsed = config.parse()
-    account = Account(aws.Aws(config.region), parsed.args)
+    account = Account(aws.Aws.for_stack(config.other), parsed.args)
     results: list[Result] = []
+
+    def show(result: Result) -> None:
+        results.append(result)
+        print(result, file=out, flush=True)
+
+    with aws.errors():
+        for result in check_credentials(account):
+            show(result)
     for warning in parsed.warnings:
         if warning not in parsed.args.warnings:  # those are check_access_cidr's to say
-            results.append(Result(WARN, warning))
-            print(results[-1], file=out, flush=True)
+            show(Result(WARN, warning))
     with aws.errors():
         for check in CHECKS:
-            for result in check(account):
-                results.append(result)
-                print(result, file=out, flush=True)
+            for result in _run(check, account):
+                show(result)
     counts = {status: sum(r.status == status for r in results) for status in (PASS, WARN, FAIL)}
     summary = f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed"
     if counts[FAIL]:
@@ -658,7 +813,7 @@ def preflight(stack: str, project_dir: Optional[Path] = None, out=None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _command(args: argparse.Namespace) -> int:
     return preflight(args.stack, args.project_dir)
 
 
@@ -669,16 +824,21 @@ def register(subparsers) -> None:
         help="check the AWS account against the stack's config before `pulumi up`",
         description=(
             "Read the stack's config as `pulumi up` does (project defaults plus Pulumi.<stack>.yaml, "
-            "same validation) and check the account: credentials and region, the AMI, the key pair, "
-            "the S3 bucket, the VPC and subnet, the subnet's internet route, the instance type in the "
-            "subnet's zone, the vCPU quota, EFA on the type and the capacity reservation when asked for, "
-            "a given security group and EFS file system (and whether its backups are on), and accessCidr. "
-            "One line per check: PASS, WARN or FAIL with what to do. Exit 0 when nothing failed, "
-            "1 when something did, 2 when the checks could not run. " + aws.SETTINGS_HELP
+            "same validation) and check the account: first which account and region (STS caller "
+            "identity), then the AMI, the key pair, the S3 bucket, the VPC and subnet, the VPC's DNS "
+            "attributes (EFS needs them), the subnet's internet route, without a public IP the way "
+            "Session Manager gets in (NAT gateway or VPC endpoints), the instance type in the subnet's "
+            "zone, the vCPU quota, EFA on the type and the capacity reservation when asked for, a given "
+            "security group and EFS file system (and whether its backups are on), accessCidr (open port "
+            "or Session Manager only) and the local session-manager-plugin. One line per check: PASS, "
+            "WARN or FAIL with what to do; an AWS error in one check (a missing permission) is a FAIL "
+            "line naming it, and the other checks still run. Exit 0 when nothing failed, 1 when "
+            "something did, 2 when the checks could not run (no credentials, no region, unknown stack, "
+            "bad config). " + aws.SETTINGS_HELP
         ),
     )
     parser.add_argument("--stack", default="dev", metavar="NAME",
                         help="stack whose Pulumi.<NAME>.yaml to check (default: dev)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, metavar="DIR",
                         help="directory of Pulumi.yaml and the stack files (default: this project)")
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_command)
