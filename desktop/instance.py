@@ -31,10 +31,13 @@ from desktop.user_data_change import warn_when_restarted
 # Each: (the provider's property, the instance attribute, the DesktopArgs field).
 # keyName: the provider reads an instance without a key pair as "" (its key_name is
 # Optional, Computed and ForceNew): adding one replaces the instance, dropping it does not.
+# ebsOptimized: ForceNew in the provider's schema (terraform-provider-aws
+# internal/service/ec2/ec2_instance.go), although EC2 itself can change it on a stopped instance.
 KEPT_ON_CHANGE = (
     ("subnetId", "subnet_id", "subnet_id"),
     ("keyName", "key_name", "key_name"),
     ("associatePublicIpAddress", "associate_public_ip_address", "public_ip"),
+    ("ebsOptimized", "ebs_optimized", "ebs_optimized"),
 )
 
 # The provider reads associatePublicIpAddress back from the primary network interface's

@@ -168,7 +168,7 @@ def test_inputs_that_would_replace_the_instance_are_kept(run_main):
     ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
     # Beside them the keep-awake tag, which `python -m desktop keep-awake` sets, and the EFA
     # interface, the Capacity Block market type and the tag saying EFA: see tests/test_heavy_ml.py.
-    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress",
+    assert ignored == {"subnetId", "keyName", "associatePublicIpAddress", "ebsOptimized",
                        "tags.KeepAwakeUntil", "tagsAll.KeepAwakeUntil",
                        "primaryNetworkInterface", "instanceMarketOptions", 'tags["Efa"]'}
 
