@@ -34,6 +34,16 @@ VARIABLES = {
     "subnet_id": "SUBNET_ID",
 }
 
+#: Files the boot installs on the desktop, each delivered as one shell variable holding
+#: the file's text (as :func:`shipped` gives it), assigned after the values: variable ->
+#: file in cloud_init/. The boot writes them with its ``write_file`` at every boot, so a
+#: changed file lands with the next ``pulumi up``.
+FILES = {
+    "IDLE_AGENT": "idle_agent.py",
+    "IDLE_SERVICE": "deep-learning-desktop-idle.service",
+    "IDLE_TIMER": "deep-learning-desktop-idle.timer",
+}
+
 #: Last line of the rendered assignment block (tests cut the script here).
 END_OF_VALUES = "# --- end of rendered values ---"
 
@@ -80,6 +90,12 @@ def _strip_comments(script: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def shipped(name: str) -> str:
+    """The text of ``cloud_init/<name>`` as the desktop gets it: without its comment-only and
+    blank lines (like the boot script), first line kept."""
+    return _strip_comments((_HERE / name).read_text(encoding="utf-8"))
+
+
 def _assignments(values: dict[str, str]) -> str:
     lines = []
     for keyword, variable in VARIABLES.items():
@@ -89,6 +105,7 @@ def _assignments(values: dict[str, str]) -> str:
         if "\0" in value:
             raise ValueError(f"render: {keyword} contains a NUL character, which no shell variable can hold")
         lines.append(f"{variable}={shlex.quote(value)}")
+    lines += [f"{variable}={shlex.quote(shipped(name))}" for variable, name in FILES.items()]
     return "\n".join(lines)
 
 
