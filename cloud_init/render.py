@@ -14,10 +14,11 @@ from pathlib import Path
 
 #: EC2's limit on raw user data (before base64), in bytes.
 USER_DATA_LIMIT = 16_384
-#: What this project allows itself, compressed: half of EC2's limit, so that what
-#: is still to come fits. A test keeps the longest legal values with every feature on
-#: under it.
-SIZE_GOAL = 8_192
+#: What this project allows itself, compressed: three quarters of EC2's limit, so that
+#: what is still to come fits. It was half until the idle agent (cloud_init/idle_agent.py,
+#: about 3.4 KB compressed on its own) came to travel in the user data. A test keeps the
+#: longest legal values with every feature on under it.
+SIZE_GOAL = 12_288
 
 _HERE = Path(__file__).resolve().parent
 _CLOUD_CONFIG = _HERE / "cloud-config.yaml"
