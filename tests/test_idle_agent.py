@@ -190,6 +190,10 @@ def test_a_new_boot_starts_the_count_over(desktop):
             break
     # First run of the boot: no rates; idle from the second (120 s): 30 minutes later.
     assert stopped_up == 120 + 30 * 60
+    # A boot starts quiet: the first busy reading of a boot is no "busy again".
+    assert [line.split(" since ")[0] for line in box.console_lines()] == [
+        "deep-learning-desktop: idle", "deep-learning-desktop: idle",
+        "deep-learning-desktop: stopping after 30 idle minutes"]
 
 
 @pytest.mark.parametrize("source", ["keep-awake on the desktop", "KeepAwakeUntil tag from the laptop"])
