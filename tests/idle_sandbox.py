@@ -11,6 +11,7 @@ benchmarks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from cloud_init.render import shipped  # noqa: E402
 #: Monday 30 November 2026, 00:00 UTC.
 MIDNIGHT = 1_795_996_800
 HZ = 100
+#: The interpreter that runs the agent (Ubuntu 20.04 has Python 3.8: set this to check it).
+PYTHON = os.environ.get("IDLE_AGENT_PYTHON", sys.executable)
 TOKEN = "imds-token-for-tests"
 
 _STUB = r"""#!/bin/bash
@@ -230,7 +233,7 @@ class Desktop:
     def run(self, *args: str, program: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess:
         """Run the agent (or keep-awake) once at the simulated time."""
-        command = [*self.clock(), sys.executable, "-IS", str(program or self.agent), *args]
+        command = [*self.clock(), PYTHON, "-IS", str(program or self.agent), *args]
         return subprocess.run(command, env={**self.env(), **(env or {})}, capture_output=True, text=True,
                               timeout=timeout, check=False)
 

@@ -318,7 +318,7 @@ def test_keep_awake_command(desktop):
     assert box.keep_awake().stdout == done.stdout
     assert box.keep_awake("1h30m").returncode == 0 and int(until.read_text()) == int(box.t) + 5400
     assert box.keep_awake("72h").returncode == 0 and int(until.read_text()) == int(box.t) + 72 * 3600
-    for bad in (["73h"], ["4"], ["soon"], ["4h", "now"], ["3d1m"]):
+    for bad in (["73h"], ["4"], ["soon"], ["4h", "now"], ["3d1m"], ["x4h"], ["4x1h"], ["h"], ["0h"]):
         done = box.keep_awake(*bad)
         assert done.returncode == 2, bad
         assert "at most 72h" in done.stderr
