@@ -278,7 +278,7 @@ def agent():
 
 
 # keep-awake [4h | 90m | 1h30m | off]: keep the desktop up for that long (at most 72
-# hours, from now), end that, and show what holds it up.
+# hours, from now), or end that; then show until when it holds.
 def keep_awake(args):
     t, seconds, digits = time.time(), 0, ""
     if args and args != ["off"]:
@@ -289,7 +289,8 @@ def keep_awake(args):
                 seconds += int(digits) * {"d": 86400, "h": 3600, "m": 60}[ch]
                 digits = ""
             else:
-                seconds = -1
+                digits = "bad"
+                break
         if digits or not 0 < seconds <= 72 * 3600:
             print("usage: keep-awake [4h | 90m | 1h30m | off], at most 72h", file=sys.stderr)
             return 2
@@ -297,7 +298,9 @@ def keep_awake(args):
         if args == ["off"] and os.path.exists(ROOT + AWAKE):
             os.remove(ROOT + AWAKE)
         elif args and args != ["off"]:
-            with open(ROOT + AWAKE + ".tmp", "w") as f:
+            # Not through a link someone put there, should root run this.
+            with os.fdopen(os.open(ROOT + AWAKE + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                                   0o644), "w") as f:
                 f.write(f"{int(t + seconds)}\n")
             os.replace(ROOT + AWAKE + ".tmp", ROOT + AWAKE)
         until = awake_file()
