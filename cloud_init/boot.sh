@@ -4,7 +4,8 @@
 # Later boots: no installs, no reboot; re-apply the values, wait for DCV, mount EFS.
 # cloud_init.render puts REGION, DNS_SUFFIX, EFS_FILE_SYSTEM_ID, EFS_MOUNT_PATH,
 # ROLE_ARN, SECURITY_GROUP_ID, SUBNET_ID, DCV_PASSWORD_PARAMETER, FSX_DNS_NAME,
-# FSX_MOUNT_NAME, FSX_MOUNT_PATH and EFA above this text as quoted assignments.
+# FSX_MOUNT_NAME, FSX_MOUNT_PATH and EFA above this text as quoted assignments, and the
+# text of the files the boot installs (render.FILES: IDLE_AGENT, ...).
 set -euo pipefail
 
 # DLD_ROOT prefixes every file read or written, so tests can run this very script
@@ -358,6 +359,8 @@ owner = "ubuntu"
 [display]
 
 [connectivity]
+idle-timeout = 60
+idle-timeout-warning = 300
 enable-quic-frontend = true
 
 [security]
@@ -608,6 +611,37 @@ apply_dcv_password() {
   fi
 }
 
+# The idle agent (cloud_init/idle_agent.py), its keep-awake command and its systemd
+# units, written at every boot: an agent changed by `pulumi up` lands at the next one.
+# keep-awake runs as ubuntu without sudo: it writes its deadline in a directory of ubuntu.
+install_idle_agent() {
+  local lib=/usr/local/lib/deep-learning-desktop units="$ROOT/etc/systemd/system"
+  printf '%s' "$IDLE_AGENT" | write_file "$ROOT$lib/idle-agent" 755
+  mkdir -p "$ROOT/usr/local/bin" "$STATE_DIR/idle" "$STATE_DIR/keep-awake"
+  ln -sfn "$lib/idle-agent" "$ROOT/usr/local/bin/keep-awake"
+  chown ubuntu:ubuntu "$STATE_DIR/keep-awake"
+  printf '%s' "$IDLE_SERVICE" | write_file "$units/deep-learning-desktop-idle.service"
+  printf '%s' "$IDLE_TIMER" | write_file "$units/deep-learning-desktop-idle.timer"
+  systemctl daemon-reload
+  systemctl enable --now deep-learning-desktop-idle.timer
+}
+
+# DCV disconnects a client idle for 60 minutes (warned 5 minutes before), so a person
+# who walked away lets the desktop go idle. The first boot writes it in dcv.conf; a
+# desktop set up before gets it here. True when dcv.conf changed.
+set_dcv_idle_timeout() {
+  local conf="$ROOT/etc/dcv/dcv.conf" new
+  [[ -f "$conf" ]] || return 1
+  new="$(awk '
+    c && /^[ \t]*idle-timeout(-warning)?[ \t]*=/ { next }
+    /^\[/ { c = ($0 == "[connectivity]") }
+    { print }
+    c && /^\[/ && !done { print "idle-timeout = 60"; print "idle-timeout-warning = 300"; done = 1 }
+    END { if (!done) print "[connectivity]\nidle-timeout = 60\nidle-timeout-warning = 300" }' "$conf")"
+  [[ "$new" != "$(cat "$conf")" ]] || return 1
+  printf '%s\n' "$new" | write_file "$conf"
+}
+
 apply_values() {
   stage "applying values"
   write_aws_config
@@ -651,6 +685,7 @@ first_boot() {
   report_dcv_version
   configure_display || true
   apply_values
+  install_idle_agent
   # Only the fstab line: the reboot follows, and EFS is mounted at the next boot.
   configure_efs || true
   configure_fsx || true
@@ -673,7 +708,11 @@ later_boot() {
     # that the console session uses this one.
     systemctl restart display-manager dcvserver
   fi
+  if set_dcv_idle_timeout; then
+    systemctl restart dcvserver
+  fi
   apply_values
+  install_idle_agent
   configure_efs || efs=""
   configure_fsx || fsx=""
   check_efa

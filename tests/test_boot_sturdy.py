@@ -240,7 +240,7 @@ def baked(sandbox) -> Sandbox:
     assert box.boot().returncode == 0 and box.boot().returncode == 0
     assert box.read(f"{STATE}/instance-id") == INSTANCE_ID + "\n"
     for directory in ("idle", "keep-awake"):
-        box.path(f"{STATE}/{directory}").mkdir(parents=True)
+        box.path(f"{STATE}/{directory}").mkdir(parents=True, exist_ok=True)
         box.path(f"{STATE}/{directory}/since").write_text("1700000000\n")
     # Alice's password came from version 1 of her parameter, as Bob's will.
     box.path(f"{STATE}/dcv-password-version").write_text("1 2026-01-01T00:00:00+00:00\n")
@@ -259,8 +259,8 @@ def test_a_baked_image_boots_as_a_new_desktop_without_installs_or_reboots(sandbo
     assert stages(box)[-2:] == ["ready", "efs mounted at /home/ubuntu/team"]
     assert box.read(f"{STATE}/instance-id") == "i-0fedcba9876543210\n"
     # Nothing of Alice's desktop stays.
-    for gone in ("idle", "keep-awake"):
-        assert not box.path(f"{STATE}/{gone}").exists()
+    for gone in ("idle", "keep-awake"):  # the boot makes both anew, empty, for this desktop's agent
+        assert not box.path(f"{STATE}/{gone}/since").exists()
     # Alice's password version is forgotten, so Bob's stack's password is applied, although
     # its parameter is at the same version number.
     assert box.read(f"{STATE}/dcv-password-version").split()[0] == "1"

@@ -1,0 +1,278 @@
+"""Run the real idle agent (as the boot ships it) over simulated time, in a scratch root.
+
+The desktop around the agent is faked where the agent looks: ``/proc`` and ``/sys``
+files under ``DLD_ROOT`` that :meth:`Desktop.minute` advances, stub ``dcv``,
+``nvidia-smi`` and ``systemctl`` on PATH, and a local IMDSv2 server on 127.0.0.1. The
+clock is Debian's ``faketime`` (libfaketime) around each run, so the agent's own
+``time.time()`` sees the simulated time. Used by tests/test_idle_agent.py and by the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cloud_init.render import shipped  # noqa: E402
+
+#: Monday 30 November 2026, 00:00 UTC.
+MIDNIGHT = 1_795_996_800
+HZ = 100
+#: The interpreter that runs the agent (Ubuntu 20.04 has Python 3.8: set this to check it).
+PYTHON = os.environ.get("IDLE_AGENT_PYTHON", sys.executable)
+TOKEN = "imds-token-for-tests"
+
+_STUB = r"""#!/bin/bash
+name="${0##*/}"
+printf '%s %s\n' "$name" "$*" >>"$STUB_DIR/calls"
+if [[ -f "$STUB_DIR/$name.sleep" ]]; then sleep "$(<"$STUB_DIR/$name.sleep")"; fi
+# One answer per call from a .seq file, then the .out file.
+if [[ -s "$STUB_DIR/$name.seq" ]]; then
+  head -n 1 "$STUB_DIR/$name.seq"
+  sed -i 1d "$STUB_DIR/$name.seq"
+  exit 0
+fi
+if [[ -f "$STUB_DIR/$name.rc" ]]; then exit "$(<"$STUB_DIR/$name.rc")"; fi
+if [[ -f "$STUB_DIR/$name.out" ]]; then cat "$STUB_DIR/$name.out"; fi
+exit 0
+"""
+
+
+def faketime() -> str:
+    """The faketime program: required, never skipped (tests/run installs Debian's faketime)."""
+    found = shutil.which("faketime")
+    assert found, "faketime is required (Debian package faketime); tests/run installs it"
+    return found
+
+
+class Imds:
+    """A local IMDSv2: PUT /latest/api/token, then GET tags with that token (401 without)."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+        imds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self):  # noqa: N802
+                imds.requests.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
+                if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    self._send(200, TOKEN)
+                else:
+                    self._send(400, "")
+
+            def do_GET(self):  # noqa: N802
+                token = self.headers.get("X-aws-ec2-metadata-token")
+                imds.requests.append(("GET", self.path, token))
+                prefix = "/latest/meta-data/tags/instance/"
+                if token != TOKEN:
+                    self._send(401, "")
+                elif self.path.startswith(prefix) and self.path[len(prefix):] in imds.tags:
+                    self._send(200, imds.tags[self.path[len(prefix):]])
+                else:
+                    self._send(404, "<html>Not Found</html>")
+
+            def _send(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port() -> str:
+    """host:port where nothing listens: an unreachable IMDS."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+class Desktop:
+    """A desktop as the agent sees it, at simulated time ``t`` (epoch seconds) and uptime ``up``.
+
+    Each :meth:`minute` advances the clock and the counters by what a minute of the given
+    activity produces, then runs the agent once, as the timer would.
+    """
+
+    def __init__(self, base: Path, *, imds: Imds, gpu: bool = True, cpus: int = 4,
+                 start: int = MIDNIGHT + 8 * 3600, uptime: float = 3600.0, policy: str | None = "30") -> None:
+        self.base, self.imds, self.cpus = base, imds, cpus
+        self.root, self.bin, self.stubs = base / "root", base / "bin", base / "stubs"
+        for d in (self.bin, self.stubs, self.root / "proc/net", self.root / "proc/sys/kernel/random",
+                  self.root / "proc/1", self.root / "sys/bus/pci/devices/0000:00:05.0", self.root / "dev",
+                  self.root / "var/lib/deep-learning-desktop/keep-awake", self.root / "var/log"):
+            d.mkdir(parents=True, exist_ok=True)
+        self.agent = base / "idle-agent"
+        self.agent.write_text(shipped("idle_agent.py"))
+        self.agent.chmod(0o755)
+        (self.bin / "keep-awake").symlink_to(self.agent)
+        stub = self.bin / "stub"
+        stub.write_text(_STUB)
+        stub.chmod(0o755)
+        for name in ("dcv", "nvidia-smi", "systemctl"):
+            (self.bin / name).symlink_to(stub)
+        # An Amazon ENA network card, and (on a GPU instance) an NVIDIA 3D controller.
+        self._write("sys/bus/pci/devices/0000:00:05.0/vendor", "0x1d0f\n")
+        self._write("sys/bus/pci/devices/0000:00:05.0/class", "0x020000\n")
+        if gpu:
+            self._write("sys/bus/pci/devices/0000:00:1e.0/vendor", "0x10de\n")
+            self._write("sys/bus/pci/devices/0000:00:1e.0/class", "0x030200\n")
+        self._write("proc/1/comm", "systemd\n")
+        self.console = self.root / "dev/console"
+        self.console.write_text("")
+        self.t, self.up = int(start), float(uptime)
+        # Since boot: 2 cores busy on average and 5 GB received: only differences tell a quiet minute.
+        self.busy_ticks, self.all_ticks, self.rx = 4_000_000, 8_000_000, 5_000_000_000
+        self.boot_id = "6c2f1a8e-0000-4000-8000-000000000001"
+        if policy is not None:
+            self.imds.tags["IdleStopMinutes"] = policy
+        self.set(dcv=0, gpu=0, ssh=0, ssm=0)
+        self._write_counters()
+
+    # --- the desktop's state -------------------------------------------------------
+    def _write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def set(self, *, dcv: int | None = None, gpu: int | None = None, ssh: int | None = None,
+            ssm: int | None = None) -> None:
+        """Connections, GPU utilization, SSH connections and Session Manager workers from now on."""
+        if dcv is not None:
+            (self.stubs / "dcv.out").write_text(json.dumps({"id": "console", "owner": "ubuntu",
+                                                            "num-of-connections": dcv}))
+        if gpu is not None:
+            (self.stubs / "nvidia-smi.out").write_text(f"{gpu}\n")
+        if ssh is not None:
+            lines = ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid",
+                     # sshd listening, and this desktop's own SSH to a remote port 22: neither is a session.
+                     "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0",
+                     "   1: 0A00000A:D431 0A000063:0016 01 00000000:00000000 00:00000000 00000000  1000"]
+            lines += [f"   {i + 2}: 0A00000A:0016 0A000001:{0xC000 + i:04X} 01 00000000:00000000 00:00000000 "
+                      "00000000     0" for i in range(ssh)]
+            self._write("proc/net/tcp", "\n".join(lines) + "\n")
+            self._write("proc/net/tcp6", lines[0] + "\n")
+        if ssm is not None:
+            for pid in range(4000, 4010):
+                shutil.rmtree(self.root / f"proc/{pid}", ignore_errors=True)
+            for i in range(ssm):
+                self._write(f"proc/{4000 + i}/comm", "ssm-session-wor\n")
+
+    def fail(self, command: str, code: int | None = 1) -> None:
+        """Make a stub command exit with this code (None: work again)."""
+        rc = self.stubs / f"{command}.rc"
+        if code is None:
+            rc.unlink(missing_ok=True)
+        else:
+            rc.write_text(str(code))
+
+    def _write_counters(self) -> None:
+        idle = self.all_ticks - self.busy_ticks
+        per = [v // self.cpus for v in (self.busy_ticks, idle)]
+        lines = [f"cpu  {self.busy_ticks} 0 0 {idle} 0 0 0 0 0 0"]
+        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} 0 0 0 0 0 0" for i in range(self.cpus)]
+        lines += ["intr 123456 0 0", "ctxt 987654", "btime 1796000000", "processes 4242"]
+        self._write("proc/stat", "\n".join(lines) + "\n")
+        self._write("proc/net/dev",
+                    "Inter-|   Receive                            |  Transmit\n"
+                    " face |bytes    packets errs drop fifo frame compressed multicast|bytes\n"
+                    f"    lo: {7 * self.rx} 100 0 0 0 0 0 0 999 0 0 0 0 0 0 0\n"
+                    f"  ens5: {self.rx} 200 0 0 0 0 0 0 12345 0 0 0 0 0 0 0\n")
+        self._write("proc/uptime", f"{self.up:.2f} {self.up * 3:.2f}\n")
+        self._write("proc/sys/kernel/random/boot_id", self.boot_id + "\n")
+
+    def reboot(self, after_seconds: int = 600) -> None:
+        """A stop and start: a new boot id, uptime and counters from zero; files under /var kept."""
+        self.t += after_seconds
+        self.up = 0.0
+        self.busy_ticks, self.all_ticks, self.rx = 0, 0, 0
+        self.boot_id = self.boot_id[:-4] + f"{int(self.boot_id[-4:]) + 1:04d}"
+        self._write_counters()
+
+    # --- running the agent -----------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "TZ": "UTC",
+            "LANG": "C.UTF-8",
+            "DLD_ROOT": str(self.root),
+            "DLD_CONSOLE": str(self.console),
+            "DLD_IMDS": self.imds.address,
+            "DLD_IDLE_RECHECK_SECONDS": "0",
+            "STUB_DIR": str(self.stubs),
+        }
+
+    def clock(self) -> list[str]:
+        """faketime with the clock stopped at the simulated time: every reading of a run sees it."""
+        return [faketime(), "-f", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))]
+
+    def run(self, *args: str, program: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run the agent (or keep-awake) once at the simulated time."""
+        command = [*self.clock(), PYTHON, "-IS", str(program or self.agent), *args]
+        return subprocess.run(command, env={**self.env(), **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def minute(self, *, cores: float = 0.0, mbit: float = 0.0, seconds: int = 60) -> subprocess.CompletedProcess:
+        """Let `seconds` of this activity pass (CPU cores busy, Mbit/s received), then run the agent."""
+        self.advance(seconds, cores=cores, mbit=mbit)
+        done = self.run()
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def advance(self, seconds: int = 60, *, cores: float = 0.0, mbit: float = 0.0) -> None:
+        """Let time pass with this activity, without running the agent."""
+        self.t += seconds
+        self.up += seconds
+        ticks = int(self.cpus * HZ * seconds)
+        self.all_ticks += ticks
+        self.busy_ticks += int(cores * HZ * seconds)
+        self.rx += int(mbit * 1e6 / 8 * seconds)
+        self._write_counters()
+
+    def keep_awake(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run(*args, program=self.bin / "keep-awake")
+
+    # --- what happened -------------------------------------------------------------------
+    def calls(self, command: str) -> list[str]:
+        log = self.stubs / "calls"
+        return [line for line in log.read_text().splitlines() if line.split()[0] == command] if log.exists() else []
+
+    @property
+    def poweroffs(self) -> int:
+        return self.calls("systemctl").count("systemctl poweroff")
+
+    def console_lines(self) -> list[str]:
+        return self.console.read_text().splitlines()
+
+    def log_lines(self) -> list[str]:
+        log = self.root / "var/log/deep-learning-desktop-idle.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "var/lib/deep-learning-desktop/idle/state.json"
