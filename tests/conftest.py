@@ -39,3 +39,26 @@ def run_main():
         return offline.run_program(stack_config(region, **keys), stack="test", mocks=mocks)
 
     return run
+
+
+def _share_parsed_botocore_models() -> None:
+    """Every command makes its own boto3 session, as it must; a test process runs hundreds
+    of them, and parsing the service models (EC2's is megabytes of JSON) anew for each costs
+    most of the moto tests' time. Within this test process, loaders share what they parsed,
+    as one loader shares it between its own clients."""
+    import botocore.loaders
+
+    shared: dict = {}
+    for name in ("load_service_model", "load_data_with_path"):
+        original = getattr(botocore.loaders.Loader, name)
+
+        def load(self, *args, _original=original, _name=name, **kwargs):
+            key = (_name, tuple(self.search_paths), args, tuple(sorted(kwargs.items())))
+            if key not in shared:
+                shared[key] = _original(self, *args, **kwargs)
+            return shared[key]
+
+        setattr(botocore.loaders.Loader, name, load)
+
+
+_share_parsed_botocore_models()
