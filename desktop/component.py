@@ -7,8 +7,9 @@ from typing import Optional
 import pulumi
 
 from desktop import identity, image, instance, network, storage
-from desktop.partition import current_partition
 from desktop.config import DesktopArgs
+from desktop.naming import check_component_name
+from desktop.partition import current_partition
 from desktop.ports import DCV_PORT
 
 TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
@@ -17,8 +18,9 @@ TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
 class DeepLearningDesktop(pulumi.ComponentResource):
     """A GPU deep learning desktop: security group, EFS, IAM role, AMI and EC2 instance.
 
-    Every child is named ``f"{name}-<role>"``, so two desktops with different names
-    live side by side in one program. The name also tags the resources.
+    Every child is named ``<name>--<role>`` (:func:`desktop.naming.child_name`), so
+    desktops with different names live side by side in one program; a name may not
+    contain ``--``. The name also tags the resources.
     """
 
     instance_id: pulumi.Output[str]
@@ -35,6 +37,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     efs_mount_path: pulumi.Output[str]
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_component_name(name)
         super().__init__(TYPE, name, None, opts)
         partition = current_partition(self)
         security_group_id = network.security_group(name, args, self)

@@ -9,6 +9,7 @@ import cloud_init
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
+from desktop.naming import child
 from desktop.partition import Partition
 from desktop.storage import Storage
 
@@ -40,16 +41,22 @@ def desktop_instance(
     """The desktop instance, with the boot user data and IMDSv2 required."""
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
-        identity.role.arn, security_group_id,
+        identity.role.arn, security_group_id, args.subnet_id,
     ).apply(lambda v: cloud_init.render(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
-        role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id,
+        role_arn=v[3], security_group_id=v[4], subnet_id=v[5],
     ))
     ignore = [prop for prop, *_ in KEPT_ON_CHANGE]
     if image.from_ssm:
         ignore.append("ami")
+    desktop = child(
+        name, "instance", parent,
+        ignore_changes=ignore,
+        # Boot mounts EFS: let the new mount target exist first.
+        depends_on=[storage.mount_target] if storage.mount_target else [],
+    )
     instance = aws.ec2.Instance(
-        f"{name}-instance",
+        desktop.name,
         ami=image.ami_id,
         instance_type=args.instance_type,
         ebs_optimized=args.ebs_optimized,
@@ -76,12 +83,7 @@ def desktop_instance(
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
         tags={"Name": f"{name}-deep-learning-ubuntu-desktop"},
-        opts=pulumi.ResourceOptions(
-            parent=parent,
-            ignore_changes=ignore,
-            # Boot mounts EFS: let the new mount target exist first.
-            depends_on=[storage.mount_target] if storage.mount_target else [],
-        ),
+        opts=desktop.opts,
     )
     _check_kept_values(instance, args, image)
     return instance
@@ -89,8 +91,10 @@ def desktop_instance(
 
 def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image) -> None:
     """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE)."""
-    kept = [getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE]
-    pulumi.Output.all(instance.urn, *kept).apply(lambda v: _refuse_differences(v[0], v[1:], args))
+    kept = pulumi.Output.all(*[getattr(instance, attribute) for _, attribute, _ in KEPT_ON_CHANGE])
+    # The wanted values may be outputs of other resources (a subnet the program creates).
+    wanted = pulumi.Output.all(*[getattr(args, field) for *_, field in KEPT_ON_CHANGE])
+    pulumi.Output.all(instance.urn, kept, wanted).apply(lambda v: _refuse_differences(*v))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -129,10 +133,9 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _refuse_differences(urn: str, actual_values: list, args: DesktopArgs) -> None:
+def _refuse_differences(urn: str, actual_values: list, wanted_values: list) -> None:
     problems = []
-    for (_, _, field), actual in zip(KEPT_ON_CHANGE, actual_values):
-        wanted = getattr(args, field)
+    for (_, _, field), actual, wanted in zip(KEPT_ON_CHANGE, actual_values, wanted_values):
         if actual is None or actual == wanted:
             continue
         problems.append(Problem(

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.rpc_manager import RPCManager
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -52,6 +54,7 @@ class Registration:
     ignore_changes: list[str]
     dependencies: list[str]
     state: dict = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)  # the URNs the engine would look for in the state
 
 
 @dataclass
@@ -144,6 +147,12 @@ class AccountMocks(pulumi.runtime.Mocks):
             state["dnsName"] = f"{rid}.efs.{self.region}.{DNS_SUFFIX.get(self.partition)}"
         elif args.typ == "aws:efs/mountTarget:MountTarget":
             rid = make("mount target id", "fsmt")
+        elif args.typ in _ID_PREFIX:
+            rid = make(f"{kind} id", _ID_PREFIX[args.typ])
+        elif args.typ == "aws:s3/bucket:Bucket":
+            # A bucket's id is its name: given, or the logical name and a random suffix.
+            rid = args.inputs.get("bucket") or f"{args.name.lower()}-0a1b2c3"
+            state.update(bucket=rid, arn=f"{arn_base}:s3:::{rid}")
         elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
             generated = args.inputs.get("name") or (
                 _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
@@ -153,6 +162,16 @@ class AccountMocks(pulumi.runtime.Mocks):
         else:
             rid = make(f"{kind} id", "id")
         return rid, state
+
+
+# Id prefixes of the network resources a program using the component may create.
+_ID_PREFIX = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+}
 
 
 def _fake(prefix: str, name: str) -> str:
@@ -166,14 +185,28 @@ def _architectures(instance_type: str) -> list[str]:
     return ["arm64"] if GRAVITON_FAMILY.match(family) else ["x86_64", "i386"]
 
 
+class DuplicateUrnError(Exception):
+    """Two resources of one program have the same URN, which the engine refuses."""
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A mock monitor that records every registration with its options."""
+    """A mock monitor that records every registration with its options.
+
+    Like the engine, and unlike Pulumi's own mock monitor, it refuses a second
+    resource with a URN already registered.
+    """
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self._urns: set[str] = set()
 
     def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if urn in self._urns:
+            # The engine's own words (pulumi/pulumi, pkg/resource/deploy's GetDuplicateResourceURNError).
+            raise DuplicateUrnError(f"Duplicate resource URN '{urn}'; try giving it a unique name")
+        self._urns.add(urn)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(Registration(
@@ -190,8 +223,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 dependencies=list(request.dependencies),
                 state=self.resources[response.urn].state if response.urn in self.resources else {},
+                aliases=[self._alias_urn(request, alias) for alias in request.aliases],
             ))
         return response
+
+    def _alias_urn(self, request, alias) -> str:
+        """The URN an alias names, with what it leaves out taken from the resource, as the engine does."""
+        if alias.HasField("urn") or not alias.HasField("spec"):
+            return alias.urn
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 class _LogRecorder(logging.Handler):
@@ -249,6 +291,12 @@ def run(
     try:
         return contextvars.Context().run(_run, program, config, stack, mocks)
     finally:
+        # A program that failed leaves tasks behind: cancel them and let them end, so none
+        # is destroyed unawaited ("coroutine ... was never awaited").
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         # Join the executor threads first, so none of their loops is still in use.
         loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
@@ -286,6 +334,11 @@ def _run(program, config, stack, mocks) -> Rendering:
     logger.setLevel(logging.INFO)
     logger.addHandler(recorder)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=logger)
+    # The outstanding outputs and RPCs are context variables whose default is one shared
+    # object, which set_mocks leaves in place: a run that failed would leave its tasks
+    # (of a loop since closed) there for the next run to wait on.
+    SETTINGS.outputs = set()
+    SETTINGS.rpc_manager = RPCManager()
     set_all_config({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
                     if v is not None})
     root = get_root_resource()
