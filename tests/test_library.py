@@ -210,7 +210,8 @@ def test_every_child_has_an_alias_to_its_old_name_so_up_renames_in_place(run_mai
     r = run_main()
     (component,) = [reg for reg in r.registrations if reg.type == TYPE]
     children = [reg for reg in r.registrations if reg.parent == component.urn]
-    assert {reg.name for reg in children} == {name.replace("test-", "test--", 1) for name in OLD_NAMES}
+    # (New kinds of children have no old name to alias, but an alias to a name never used is harmless.)
+    assert {reg.name for reg in children} >= {name.replace("test-", "test--", 1) for name in OLD_NAMES}
     prefix = "urn:pulumi:test::deep-learning-desktop::deep-learning-desktop:index:DeepLearningDesktop$"
     for reg in children:
         old = "test-" + reg.name.removeprefix("test--")
