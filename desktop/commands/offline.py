@@ -55,12 +55,14 @@ class Registration:
     dependencies: list[str]
     state: dict = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)  # the URNs the engine would look for in the state
+    provider: str = ""  # the provider reference of a custom resource; "" = the default provider
 
 
 @dataclass
 class Invocation:
     token: str
     args: dict
+    provider: str = ""  # the provider reference it was made with; "" = the default provider
 
 
 def _placeholder(what: str) -> str:
@@ -95,7 +97,7 @@ class AccountMocks(pulumi.runtime.Mocks):
 
     # -- invokes -----------------------------------------------------------
     def call(self, args: pulumi.runtime.MockCallArgs):
-        self.invocations.append(Invocation(args.token, dict(args.args)))
+        self.invocations.append(Invocation(args.token, dict(args.args), args.provider or ""))
         token, given = args.token, args.args
         if token == "aws:index/getPartition:getPartition":
             return {"id": self.partition, "partition": self.partition,
@@ -224,6 +226,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=list(request.dependencies),
                 state=self.resources[response.urn].state if response.urn in self.resources else {},
                 aliases=[self._alias_urn(request, alias) for alias in request.aliases],
+                provider=request.provider,
             ))
         return response
 
