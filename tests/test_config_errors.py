@@ -66,3 +66,32 @@ def test_an_unknown_key_of_the_stack_is_reported_with_its_value(run_main):
     (problem,) = caught.value.problems
     assert (problem.key, problem.value) == ("ebsvolumeSize", "300")
     assert problem.expected.startswith("a known key (s3Bucket, amiId, amiSsmParameter, vpcId, ")
+
+
+@pytest.mark.parametrize("bucket", [
+    "a.-b", "a-.b", "xn--data", "sthree-data", "data-s3alias", "data--ol-s3", "data.mrap", "data--x-s3",
+])
+def test_bucket_names_s3_reserves_or_refuses_are_refused(bucket):
+    with pytest.raises(ConfigError) as caught:
+        DesktopArgs(**{**ARGS, "s3_bucket": bucket})
+    assert [(p.key, p.value) for p in caught.value.problems] == [("s3Bucket", bucket)]
+
+
+@pytest.mark.parametrize("bucket", ["a.b-c", "xn-data", "data-s3", "data.mrap1"])
+def test_bucket_names_near_the_reserved_ones_are_accepted(bucket):
+    assert DesktopArgs(**{**ARGS, "s3_bucket": bucket}).s3_bucket == bucket
+
+
+def test_key_pair_names_are_printable_ascii_up_to_255_characters():
+    for good in ("my key", "~tilde~", "k" * 255):
+        assert DesktopArgs(**{**ARGS, "key_name": good}).key_name == good
+    for bad in ("k" * 256, "del\x7f", "tab\tkey", ""):
+        with pytest.raises(ConfigError):
+            DesktopArgs(**{**ARGS, "key_name": bad})
+
+
+def test_a_mount_path_may_be_255_characters_and_no_more():
+    longest = "/" + "e" * 254
+    assert DesktopArgs(**ARGS, efs_mount_path=longest).efs_mount_path == longest
+    with pytest.raises(ConfigError):
+        DesktopArgs(**ARGS, efs_mount_path=longest + "e")
