@@ -16,6 +16,7 @@ from conftest import GOOD
 from desktop import ConfigError, DeepLearningDesktop, DesktopArgs
 from desktop.commands import offline
 from desktop.component import TYPE
+from desktop.naming import child_name
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = "aws:ec2/instance:Instance"
@@ -195,6 +196,14 @@ def test_a_name_that_could_make_another_desktops_child_names_is_refused():
                        **LITERALS)
     with pytest.raises(ValueError, match="may not contain '--'"):
         run(lambda: DeepLearningDesktop("dev--efs", args))
+
+
+@pytest.mark.parametrize("role", ["-sg", "efs--sg", "sg-", "SG", ""])
+def test_a_role_that_could_make_another_childs_name_is_refused(role):
+    # The proof that no two names collide needs roles that neither start with "-" nor hold "--".
+    with pytest.raises(ValueError, match=f"a child's role is lowercase words joined by single hyphens, not {role!r}"):
+        child_name("dev", role)
+    assert child_name("dev", "efs-mount-target") == "dev--efs-mount-target"
 
 
 # Every child of a desktop named "test", by its name before the "--" scheme.
