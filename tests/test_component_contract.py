@@ -89,27 +89,8 @@ def test_each_value_reaches_its_own_variable_in_the_user_data(run_main):
     assert r.outputs["DesktopSecurityGroup"].startswith("sg-")
 
 
-def test_a_provider_given_to_the_component_makes_every_resource_and_lookup():
-    # A program deploying to another account or region passes its own provider; the
-    # component's children and its lookups (partition, region, AMI) must all use it.
-    args = DesktopArgs(s3_bucket="team-data", vpc_id=GOOD["vpcId"], subnet_id=GOOD["subnetId"],
-                       key_name="team", access_cidr="203.0.113.0/24")
-
-    def program():
-        provider = aws.Provider("elsewhere", region="eu-west-1")
-        DeepLearningDesktop("dev", args, opts=pulumi.ResourceOptions(providers={"aws": provider}))
-
-    mocks = offline.AccountMocks(region="eu-west-1")
-    r = offline.run(program, config={"aws:region": "us-east-1"}, mocks=mocks)
-    (provider,) = r.of_type("pulumi:providers:aws")
-    reference = f"{provider.urn}::{provider.id}"
-    children = [reg for reg in r.registrations if reg.custom and reg.type != "pulumi:providers:aws"]
-    assert len(children) >= 17
-    assert {reg.provider for reg in children} == {reference}
-    tokens = {inv.token for inv in r.invocations}
-    assert {"aws:index/getPartition:getPartition", "aws:index/getRegion:getRegion",
-            "aws:ec2/getInstanceType:getInstanceType", "aws:ssm/getParameter:getParameter"} <= tokens
-    assert {inv.provider for inv in r.invocations} == {reference}
+KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"
+NEWEST = "ami-0bbbbbbbbbbbbbbbb"
 
 
 class _Deployed(offline.AccountMocks):
@@ -126,15 +107,38 @@ class _Deployed(offline.AccountMocks):
         return rid, state
 
 
+def test_a_provider_given_to_the_component_makes_every_resource_and_lookup():
+    # A program deploying to another account or region passes its own provider; the
+    # component's children and its lookups (partition, region, AMI) must all use it.
+    args = DesktopArgs(s3_bucket="team-data", vpc_id=GOOD["vpcId"], subnet_id=GOOD["subnetId"],
+                       key_name="team", access_cidr="203.0.113.0/24")
+
+    def program():
+        provider = aws.Provider("elsewhere", region="eu-west-1")
+        DeepLearningDesktop("dev", args, opts=pulumi.ResourceOptions(providers={"aws": provider}))
+
+    # Deployed earlier from an older AMI, so the kept AMI's architecture is looked up too.
+    parameter = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    mocks = _Deployed({"ami": KEPT_AMI}, region="eu-west-1", ssm_parameters={parameter: NEWEST},
+                      images={KEPT_AMI: "x86_64"})
+    r = offline.run(program, config={"aws:region": "us-east-1"}, mocks=mocks)
+    (provider,) = r.of_type("pulumi:providers:aws")
+    reference = f"{provider.urn}::{provider.id}"
+    children = [reg for reg in r.registrations if reg.custom and reg.type != "pulumi:providers:aws"]
+    assert len(children) >= 17
+    assert {reg.provider for reg in children} == {reference}
+    tokens = {inv.token for inv in r.invocations}
+    assert {"aws:index/getPartition:getPartition", "aws:index/getRegion:getRegion",
+            "aws:ec2/getInstanceType:getInstanceType", "aws:ssm/getParameter:getParameter",
+            "aws:ec2/getAmiIds:getAmiIds"} <= tokens
+    assert {inv.provider for inv in r.invocations} == {reference}
+
+
 def test_a_kept_value_is_checked_even_after_one_that_matches(run_main):
     # subnetId matches, keyName (checked after it) does not.
     with pytest.raises(ConfigError) as caught:
         run_main(mocks=_Deployed({"subnetId": GOOD["subnetId"], "keyName": "old-key"}))
     assert [p.key for p in caught.value.problems] == ["keyName"]
-
-
-KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"
-NEWEST = "ami-0bbbbbbbbbbbbbbbb"
 
 
 def test_a_newer_ami_is_mentioned_with_the_kept_and_the_newest_one(run_main):
@@ -158,6 +162,9 @@ def test_an_ami_parameter_of_ones_own_is_followed_without_architecture_checks(ru
     assert [inv.args["name"] for inv in r.invocations if inv.token == "aws:ssm/getParameter:getParameter"] == [own]
     assert not [inv for inv in r.invocations if inv.token == "aws:ec2/getAmiIds:getAmiIds"]
     notes = [m for level, m in r.logs if level == "info" and "newer" in m]
-    assert len(notes) == 1 and f"({NEWEST}) is published; the desktop keeps {KEPT_AMI}." in notes[0]
+    assert notes == [
+        f"a newer Deep Learning AMI ({NEWEST}) is published; the desktop keeps {KEPT_AMI}. To move to it, "
+        f"`pulumi config set amiId {NEWEST}` (this replaces the instance and deletes its root volume: "
+        "copy your work to EFS or S3 first)."]
     assert r.outputs["AmiSource"] == f"ssm:{own}"
 

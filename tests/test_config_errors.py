@@ -95,3 +95,10 @@ def test_a_mount_path_may_be_255_characters_and_no_more():
     assert DesktopArgs(**ARGS, efs_mount_path=longest).efs_mount_path == longest
     with pytest.raises(ConfigError):
         DesktopArgs(**ARGS, efs_mount_path=longest + "e")
+
+
+def test_every_value_that_is_not_of_its_type_is_reported_not_only_the_first():
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, "publicIp": "yes", "ebsVolumeSize": "big", "ebsOptimized": "no"})
+    assert [(p.key, p.value) for p in caught.value.problems] == [
+        ("publicIp", "yes"), ("ebsVolumeSize", "big"), ("ebsOptimized", "no")]

@@ -112,6 +112,20 @@ def test_a_bad_value_known_only_later_fails_with_the_keys_message(field, key, wr
     assert f"{key}: {problem.value!r} is not valid; expected {expected}" in str(caught.value)
 
 
+def test_an_awaitable_is_an_input_too():
+    async def bucket_name() -> str:
+        return "team-data"
+
+    def program():
+        vpc, subnet, _ = network()
+        DeepLearningDesktop("dev", DesktopArgs(s3_bucket=bucket_name(), vpc_id=vpc.id, subnet_id=subnet.id,
+                                               **LITERALS))
+
+    r = run(program)
+    (policy,) = [p for p in r.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["name"] == "s3-read-write"]
+    assert json.loads(policy.inputs["policy"])["Statement"][0]["Resource"] == "arn:aws:s3:::team-data"
+
+
 def test_an_output_that_turns_out_empty_is_no_request_to_create():
     def program():
         vpc, subnet, _ = network()
@@ -196,6 +210,12 @@ def test_a_name_that_could_make_another_desktops_child_names_is_refused():
                        **LITERALS)
     with pytest.raises(ValueError, match="may not contain '--'"):
         run(lambda: DeepLearningDesktop("dev--efs", args))
+
+
+@pytest.mark.parametrize("name", ["", "dev--efs"])
+def test_component_names_that_could_collide_are_refused(name):
+    with pytest.raises(ValueError, match="a desktop's name"):
+        child_name(name, "sg")
 
 
 @pytest.mark.parametrize("role", ["-sg", "efs--sg", "sg-", "SG", ""])
