@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.naming import child
 from desktop.partition import Partition
 from desktop.storage import Storage
 
@@ -109,25 +110,28 @@ def daily_snapshots(
     """
     if args.snapshot_retain_count == 0:
         return Snapshots(None, None)
-    opts = pulumi.ResourceOptions(parent=parent)
+    role_child = child(name, "dlm-role", parent)
     role = aws.iam.Role(
-        f"{name}-dlm-role",
+        role_child.name,
         description="Data Lifecycle Manager: daily snapshots of a deep learning desktop's root volume",
         assume_role_policy=json.dumps(trust_policy()),
-        opts=opts,
+        opts=role_child.opts,
     )
+    attachment_child = child(name, "dlm-snapshots", parent)
     attachment = aws.iam.RolePolicyAttachment(
-        f"{name}-dlm-snapshots",
+        attachment_child.name,
         role=role.name,
         policy_arn=partition.managed_policy(DLM_POLICY),
-        opts=opts,
+        opts=attachment_child.opts,
     )
     # The architecture is known when the AMI follows the instance type (the SSM parameter);
     # with an explicit amiId the snapshots go without it (`image-from-snapshot` then asks).
     tags_to_add = {KIND_TAG: DAILY} if architecture is None else architecture.apply(
         lambda arch: {KIND_TAG: DAILY, ARCHITECTURE_TAG: arch})
+    # DLM checks that it may assume the role when the policy is created.
+    policy_child = child(name, "daily-snapshots", parent, depends_on=[attachment])
     policy = aws.dlm.LifecyclePolicy(
-        f"{name}-daily-snapshots",
+        policy_child.name,
         description=_description(name),
         execution_role_arn=role.arn,
         state="ENABLED",
@@ -150,8 +154,7 @@ def daily_snapshots(
             )],
         ),
         tags={"Name": f"{name}-daily-snapshots"},
-        # DLM checks that it may assume the role when the policy is created.
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[attachment]),
+        opts=policy_child.opts,
     )
     return Snapshots(policy, role)
 
@@ -162,9 +165,10 @@ def efs_backup(name: str, args: DesktopArgs, storage: Storage,
     ``efsBackup`` is true. A given file system belongs to its owner: left as it is."""
     if args.efs_file_system_id or not args.efs_backup:
         return None
+    backup = child(name, "efs-backup", parent)
     return aws.efs.BackupPolicy(
-        f"{name}-efs-backup",
+        backup.name,
         file_system_id=storage.file_system_id,
         backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED"),
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=backup.opts,
     )

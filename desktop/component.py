@@ -9,6 +9,8 @@ import pulumi
 from desktop import backup, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
+from desktop.naming import check_component_name
+from desktop.partition import current_partition
 from desktop.ports import DCV_PORT
 
 TYPE = "deep-learning-desktop:index:DeepLearningDesktop"
@@ -19,8 +21,9 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     copies of its work (daily root volume snapshots, AWS Backup for a created EFS); on request
     FSx for Lustre, an EFA interface and a capacity reservation.
 
-    Every child is named ``f"{name}-<role>"``, so two desktops with different names
-    live side by side in one program. The name also tags the resources.
+    Every child is named ``<name>--<role>`` (:func:`desktop.naming.child_name`), so
+    desktops with different names live side by side in one program; a name may not
+    contain ``--``. The name also tags the resources.
     """
 
     instance_id: pulumi.Output[str]
@@ -43,6 +46,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
     efs_backup_policy: object  # aws.efs.BackupPolicy of a created EFS with efsBackup, else None
 
     def __init__(self, name: str, args: DesktopArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_component_name(name)
         super().__init__(TYPE, name, None, opts)
         partition = current_partition(self)
         security_group_id = network.security_group(name, args, self)

@@ -9,6 +9,8 @@ live in :mod:`desktop.settings` and :mod:`desktop.rules`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from desktop.settings import PROJECT, SETTINGS, SETTINGS_BY_FIELD, SETTINGS_BY_K
 
 __all__ = [
     "MOUNT_PATH_MAX", "OPEN_CIDR", "PROJECT", "REQUIRED_KEYS", "SETTINGS", "SETTINGS_BY_FIELD", "SETTINGS_BY_KEY",
-    "ConfigError", "DesktopArgs", "Parsed", "Problem", "default", "from_pulumi", "parse",
+    "RESOURCE_ID_FIELDS", "ConfigError", "DesktopArgs", "Parsed", "Problem", "default", "from_pulumi", "parse",
 ]
 
 OPEN_CIDR = "0.0.0.0/0"
@@ -56,6 +58,11 @@ class ConfigError(pulumi.RunError):
         )
 
 
+#: The fields that name AWS resources: a program may pass another resource's output
+#: (``vpc.id``) for them as well as a literal.
+RESOURCE_ID_FIELDS = ("s3_bucket", "vpc_id", "subnet_id", "efs_file_system_id", "security_group_id")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DesktopArgs:
     """Validated inputs of one desktop. Field defaults are the project's defaults.
@@ -65,11 +72,16 @@ class DesktopArgs:
     by its config key. ``access_cidr`` with host bits set is normalised. Without
     ``access_cidr`` the desktop opens no port to any address (Session Manager only);
     without ``key_name`` it has no key pair.
+
+    The resource ids (:data:`RESOURCE_ID_FIELDS`) also take a ``pulumi.Input``, such as
+    the ``id`` of a VPC the program creates. Such a value is checked when it is known:
+    the field becomes an ``Output`` whose ``apply`` raises the same :class:`ConfigError`,
+    which fails the preview when the value is known then, else ``pulumi up``.
     """
 
-    s3_bucket: str
-    vpc_id: str
-    subnet_id: str
+    s3_bucket: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
     key_name: Optional[str] = None
     access_cidr: Optional[str] = None
     ami_id: Optional[str] = None
@@ -79,9 +91,9 @@ class DesktopArgs:
     public_ip: bool = True
     ebs_volume_size: int = 200
     ebs_volume_type: str = "gp3"
-    efs_file_system_id: Optional[str] = None
+    efs_file_system_id: Optional[pulumi.Input[str]] = None
     efs_mount_path: str = "/home/ubuntu/efs"
-    security_group_id: Optional[str] = None
+    security_group_id: Optional[pulumi.Input[str]] = None
     instance_type: str = "g4dn.xlarge"
     ebs_optimized: bool = True
     idle_stop_minutes: int = 30
@@ -100,6 +112,10 @@ class DesktopArgs:
         for setting in SETTINGS:
             value = getattr(self, setting.field)
             if value is None and _is_optional(setting):
+                continue
+            if setting.field in RESOURCE_ID_FIELDS and _known_later(value):
+                checked = pulumi.Output.from_input(value).apply(functools.partial(_check_when_known, setting))
+                object.__setattr__(self, setting.field, checked)
                 continue
             if not _check(setting, value):
                 problems.append(Problem(setting.key, value, setting.expected))
@@ -128,6 +144,20 @@ class DesktopArgs:
                 "(`pulumi config rm accessCidr`: no open port, Session Manager only)"
             ]
         return []
+
+
+def _known_later(value: Any) -> bool:
+    return isinstance(value, pulumi.Output) or inspect.isawaitable(value)
+
+
+def _check_when_known(setting: Setting, value: Any) -> Any:
+    """The value, once known, if it follows the key's rule; else the key's ConfigError.
+
+    Given means given: an output that turns out empty is no "create one".
+    """
+    if value is None or not _check(setting, value):
+        raise ConfigError([Problem(setting.key, value, setting.expected)])
+    return value
 
 
 def _check(setting: Setting, value: Any) -> bool:

@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from desktop.identity import Identity
+from desktop.naming import child
 from desktop.partition import Partition
 
 #: The Linux user DCV's system authentication logs in (the automatic console session's owner).
@@ -87,32 +88,34 @@ class DcvPassword:
 
 def dcv_password(name: str, identity: Identity, partition: Partition, parent: pulumi.Resource) -> DcvPassword:
     """Generate the password, store it as a SecureString, and let the desktop's role read it."""
-    opts = pulumi.ResourceOptions(parent=parent)
+    generated_child = child(name, "dcv-password", parent)
     generated = random.RandomPassword(
-        f"{name}-dcv-password",
+        generated_child.name,
         length=LENGTH,
         special=True,
         override_special=SPECIAL_CHARACTERS,
         min_lower=1,
         min_upper=1,
         min_numeric=1,
-        opts=opts,
+        opts=generated_child.opts,
     )
     password = pulumi.Output.secret(generated.result)
+    # The name is fixed by the role: a replacement must free it before creating anew.
+    parameter_child = child(name, "dcv-password-parameter", parent, delete_before_replace=True)
     parameter = aws.ssm.Parameter(
-        f"{name}-dcv-password-parameter",
+        parameter_child.name,
         name=identity.role.name.apply(parameter_name),
         type="SecureString",  # encrypted with the AWS managed key aws/ssm
         value=password,
         description=f"DCV password of {DCV_USER} on the deep learning desktop {name}; read by its boot",
-        # The name is fixed by the role: a replacement must free it before creating anew.
-        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+        opts=parameter_child.opts,
     )
+    grant_child = child(name, "dcv-password-read", parent)
     grant = aws.iam.RolePolicy(
-        f"{name}-dcv-password-read",
+        grant_child.name,
         name="dcv-password-parameter",
         role=identity.role.id,
         policy=pulumi.Output.all(partition.name, parameter.arn).apply(lambda v: json.dumps(read_policy(*v))),
-        opts=opts,
+        opts=grant_child.opts,
     )
     return DcvPassword(password, parameter, grant)

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
+from desktop.naming import child
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,21 @@ def interface(name: str, args: DesktopArgs, security_group_id: pulumi.Input[str]
         instance_type=args.instance_type, opts=pulumi.InvokeOutputOptions(parent=parent)).efa_supported
     # Known at the preview (an invoke), so `pulumi up` stops there.
     supported.apply(lambda ok: _refuse_unsupported(ok, args.instance_type))
-    opts = pulumi.ResourceOptions(parent=parent)
+    eni_child = child(name, "efa", parent)
     eni = aws.ec2.NetworkInterface(
-        f"{name}-efa",
+        eni_child.name,
         subnet_id=args.subnet_id,
         security_groups=[security_group_id],
         interface_type="efa",
         description="Deep learning desktop: EFA primary interface",
         tags={"Name": name},
-        opts=opts,
+        opts=eni_child.opts,
     )
     if not args.public_ip:
         return Efa(eni, None)
-    eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", network_interface=eni.id, tags={"Name": name}, opts=opts)
+    eip_child = child(name, "eip", parent)
+    eip = aws.ec2.Eip(eip_child.name, domain="vpc", network_interface=eni.id, tags={"Name": name},
+                      opts=eip_child.opts)
     return Efa(eni, eip.public_ip)
 
 

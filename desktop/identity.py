@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.naming import child
 from desktop.partition import Partition
 
 SAGEMAKER_POLICY = "AmazonSageMakerFullAccess"
@@ -93,40 +94,48 @@ class Identity:
 
 def desktop_role(name: str, args: DesktopArgs, partition: Partition, parent: pulumi.Resource) -> Identity:
     """The role the desktop (and SageMaker jobs it starts) runs as, and its instance profile."""
-    opts = pulumi.ResourceOptions(parent=parent)
+    role_child = child(name, "role", parent)
     role = aws.iam.Role(
-        f"{name}-role",
+        role_child.name,
         description="Deep learning desktop: SageMaker, its S3 bucket, the DCV license, Session Manager",
         assume_role_policy=partition.dns_suffix.apply(lambda suffix: json.dumps(trust_policy(suffix))),
-        opts=opts,
+        opts=role_child.opts,
     )
+    sagemaker = child(name, "sagemaker", parent)
     aws.iam.RolePolicyAttachment(
-        f"{name}-sagemaker",
+        sagemaker.name,
         role=role.name,
         policy_arn=partition.managed_policy(SAGEMAKER_POLICY),
-        opts=opts,
+        opts=sagemaker.opts,
     )
+    ssm_core = child(name, "ssm-core", parent)
     aws.iam.RolePolicyAttachment(
-        f"{name}-ssm-core",
+        ssm_core.name,
         role=role.name,
         policy_arn=partition.managed_policy(SESSION_MANAGER_POLICY),
-        opts=opts,
+        opts=ssm_core.opts,
     )
+    s3 = child(name, "s3-read-write", parent)
     aws.iam.RolePolicy(
-        f"{name}-s3-read-write",
+        s3.name,
         name="s3-read-write",
         role=role.id,
-        policy=partition.name.apply(lambda p: json.dumps(s3_read_write_policy(p, args.s3_bucket))),
-        opts=opts,
+        # The bucket may be another resource's output (a program that creates it).
+        policy=pulumi.Output.all(partition.name, args.s3_bucket).apply(
+            lambda v: json.dumps(s3_read_write_policy(*v))
+        ),
+        opts=s3.opts,
     )
+    dcv = child(name, "dcv-license-s3", parent)
     aws.iam.RolePolicy(
-        f"{name}-dcv-license-s3",
+        dcv.name,
         name="dcv-license-s3",
         role=role.id,
         policy=pulumi.Output.all(partition.name, partition.region).apply(
             lambda v: json.dumps(dcv_license_policy(*v))
         ),
-        opts=opts,
+        opts=dcv.opts,
     )
-    profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=opts)
+    profile_child = child(name, "profile", parent)
+    profile = aws.iam.InstanceProfile(profile_child.name, role=role.name, opts=profile_child.opts)
     return Identity(role, profile)

@@ -16,6 +16,7 @@ from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
 from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
 from desktop.lustre import Lustre
+from desktop.naming import child
 from desktop.partition import Partition
 from desktop.storage import Storage
 from desktop.user_data_change import warn_when_restarted
@@ -88,11 +89,11 @@ def desktop_instance(
     # The password parameter's name reaches the boot, never its value.
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
-        identity.role.arn, security_group_id, dcv_password.parameter.name, *fsx,
+        identity.role.arn, security_group_id, dcv_password.parameter.name, args.subnet_id, *fsx,
     ).apply(lambda v: cloud_init.render(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
-        role_arn=v[3], security_group_id=v[4], subnet_id=args.subnet_id, dcv_password_parameter=v[5],
-        fsx_dns_name=v[6], fsx_mount_name=v[7], fsx_mount_path=args.fsx_mount_path if lustre else "",
+        role_arn=v[3], security_group_id=v[4], subnet_id=v[6], dcv_password_parameter=v[5],
+        fsx_dns_name=v[7], fsx_mount_name=v[8], fsx_mount_path=args.fsx_mount_path if lustre else "",
         efa="true" if efa else "false",
     ))
     # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
@@ -115,8 +116,15 @@ def desktop_instance(
     depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])
     if lustre:
         depends_on.append(lustre.file_system)  # the boot mounts it
+    desktop = child(
+        name, "instance", parent,
+        ignore_changes=ignore,
+        # The boot mounts EFS (and FSx): let the new mount target exist first. It reads
+        # the DCV password: let the grant exist first (IAM may take a while to apply it).
+        depends_on=depends_on,
+    )
     instance = aws.ec2.Instance(
-        f"{name}-instance",
+        desktop.name,
         ami=image.ami_id,
         instance_type=args.instance_type,
         ebs_optimized=args.ebs_optimized,
@@ -149,13 +157,7 @@ def desktop_instance(
         # A changed user data stops and starts the instance; it never replaces it.
         user_data_replace_on_change=False,
         tags=tags,
-        opts=pulumi.ResourceOptions(
-            parent=parent,
-            ignore_changes=ignore,
-            # The boot mounts EFS (and FSx): let the new mount target exist first. It reads
-            # the DCV password: let the grant exist first (IAM may take a while to apply it).
-            depends_on=depends_on,
-        ),
+        opts=desktop.opts,
     )
     _check_kept_values(instance, args, image, capacity)
     warn_when_restarted(instance, user_data_base64)
@@ -165,15 +167,18 @@ def desktop_instance(
 def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Image, capacity: Capacity) -> None:
     """Stop at the preview when config asks for a value the instance keeps (KEPT_ON_CHANGE, KEPT_ALSO)."""
     always = [kept for kept in KEPT_ON_CHANGE if kept[2] not in READ_ONLY_WHILE_RUNNING]
-    pulumi.Output.all(instance.urn, instance.tags, instance.instance_market_options,
+    # The wanted values may be outputs of other resources (a subnet the program creates).
+    wanted = pulumi.Output.all(*[getattr(args, field) for *_, field in always])
+    pulumi.Output.all(instance.urn, instance.tags, instance.instance_market_options, wanted,
                       *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
-        lambda v: _refuse_differences(v[0], always, v[3:], args, instance=instance,
+        lambda v: _refuse_differences(v[0], always, v[4:], v[3], args, instance=instance,
                                       also=_kept_also(v[1], v[2], args, capacity)))
     # Apart, so that the checks above never wait for the instance state to be known.
     while_running = [kept for kept in KEPT_ON_CHANGE if kept[2] in READ_ONLY_WHILE_RUNNING]
     pulumi.Output.all(instance.urn, instance.instance_state,
                       *[getattr(instance, attribute) for _, attribute, _ in while_running]).apply(
-        lambda v: _refuse_differences(v[0], while_running, v[2:], args, state=v[1], instance=instance))
+        lambda v: _refuse_differences(v[0], while_running, v[2:], [getattr(args, f) for *_, f in while_running],
+                                      args, state=v[1], instance=instance))
     if image.from_ssm:
         pulumi.Output.all(instance.ami, image.ami_id, image.architecture).apply(
             lambda v: _check_kept_ami(*v, args.instance_type, instance))
@@ -233,15 +238,15 @@ def _kept_also(tags: Optional[dict], market_options, args: DesktopArgs, capacity
     ]
 
 
-def _refuse_differences(urn: str, checked: list, actual_values: list, args: DesktopArgs,
+def _refuse_differences(urn: str, checked: list, actual_values: list, wanted_values: list, args: DesktopArgs,
                         state: Optional[str] = None, instance: Optional[aws.ec2.Instance] = None,
                         also: list = ()) -> None:
-    """A ConfigError for each of the ``checked`` KEPT_ON_CHANGE entries whose config differs
-    from what the instance has (``actual_values``, in the same order), and for each of the
-    ``also`` choices (see :func:`_kept_also`)."""
+    """A ConfigError for each of the ``checked`` KEPT_ON_CHANGE entries whose wanted value
+    (``wanted_values``, the config's, resolved) differs from what the instance has
+    (``actual_values``, in the same order), and for each of the ``also`` choices (see
+    :func:`_kept_also`)."""
     problems = []
-    for (_, _, field), actual in zip(checked, actual_values):
-        wanted = getattr(args, field)
+    for (_, _, field), actual, wanted in zip(checked, actual_values, wanted_values):
         if field in READ_ONLY_WHILE_RUNNING and state is not None and state != "running":
             # Not readable now: a stopped desktop reads as "no public IP" whatever it has. No
             # error on a value it cannot show, and no silent pass either (a matching "false"

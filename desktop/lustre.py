@@ -28,6 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.naming import child
 from desktop.ports import LUSTRE_PORT, LUSTRE_PORT_RANGE
 
 #: MB/s per TiB for PERSISTENT_2 (which requires a value): the smallest and cheapest
@@ -55,20 +56,21 @@ def file_system(
     """The FSx for Lustre file system linked to ``s3Bucket``, or None when ``fsxLustre`` is false."""
     if not args.fsx_lustre:
         return None
-    opts = pulumi.ResourceOptions(parent=parent)
-    kept = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True))
+    group_child = child(name, "fsx-sg", parent, retain_on_delete=True)
     group = aws.ec2.SecurityGroup(
-        f"{name}-fsx-sg",
+        group_child.name,
         vpc_id=args.vpc_id,
         description="FSx for Lustre: Lustre from the deep learning desktop and between the file servers",
         tags={"Name": f"{name}-fsx"},
-        opts=kept,
+        opts=group_child.opts,
     )
-    _lustre_rules(name, group.id, desktop_security_group_id, opts, kept)
-    bucket = f"s3://{args.s3_bucket}"
+    _lustre_rules(name, group.id, desktop_security_group_id, parent)
+    # The bucket may be an output of the program (a library user's own bucket).
+    bucket = pulumi.Output.concat("s3://", args.s3_bucket)
     scratch = args.fsx_deployment_type == "SCRATCH_2"
+    lustre_child = child(name, "fsx", parent, retain_on_delete=True)
     lustre = aws.fsx.LustreFileSystem(
-        f"{name}-fsx",
+        lustre_child.name,
         deployment_type=args.fsx_deployment_type,
         storage_capacity=args.fsx_storage_capacity,
         subnet_ids=args.subnet_id,
@@ -80,11 +82,13 @@ def file_system(
         export_path=bucket if scratch else None,
         auto_import_policy="NEW_CHANGED_DELETED" if scratch else None,
         tags={"Name": name},
-        opts=kept,
+        opts=lustre_child.opts,
     )
     if not scratch:
+        # Kept with the file system: exports still pending when the stack goes are finished.
+        link = child(name, "fsx-link", parent, retain_on_delete=True)
         aws.fsx.DataRepositoryAssociation(
-            f"{name}-fsx-link",
+            link.name,
             file_system_id=lustre.id,
             file_system_path="/",
             data_repository_path=bucket,
@@ -97,26 +101,27 @@ def file_system(
                 auto_export_policy=aws.fsx.DataRepositoryAssociationS3AutoExportPolicyArgs(events=list(EVENTS)),
             ),
             tags={"Name": name},
-            # Kept with the file system: exports still pending when the stack goes are finished.
-            opts=kept,
+            opts=link.opts,
         )
     return Lustre(lustre, lustre.id, lustre.dns_name, lustre.mount_name)
 
 
 def _lustre_rules(name: str, group_id: pulumi.Output[str], desktop_group_id: pulumi.Input[str],
-                  opts: pulumi.ResourceOptions, kept: pulumi.ResourceOptions) -> None:
+                  parent: pulumi.Resource) -> None:
     """Lustre (TCP 988 and 1018-1023) in and out, between the file servers and with the desktop.
 
     One resource per rule, as for the desktop's group. The group's own rules stay with the
     kept file system; the desktop's go with the desktop, or its group could not be deleted.
     """
     ports = (("lustre", LUSTRE_PORT, LUSTRE_PORT), ("lustre-range", *LUSTRE_PORT_RANGE))
-    peers = (("self", group_id, "the file servers", kept), ("desktop", desktop_group_id, "the desktop", opts))
-    for peer, peer_id, who, options in peers:
+    peers = (("self", group_id, "the file servers", True), ("desktop", desktop_group_id, "the desktop", False))
+    for peer, peer_id, who, kept in peers:
         for role, low, high in ports:
             common = dict(security_group_id=group_id, referenced_security_group_id=peer_id, ip_protocol="tcp",
-                          from_port=low, to_port=high, opts=options)
-            aws.vpc.SecurityGroupIngressRule(f"{name}-fsx-{role}-from-{peer}",
-                                             description=f"Lustre from {who}", **common)
-            aws.vpc.SecurityGroupEgressRule(f"{name}-fsx-{role}-to-{peer}",
-                                            description=f"Lustre to {who}", **common)
+                          from_port=low, to_port=high)
+            inbound = child(name, f"fsx-{role}-from-{peer}", parent, retain_on_delete=kept)
+            aws.vpc.SecurityGroupIngressRule(inbound.name, description=f"Lustre from {who}", opts=inbound.opts,
+                                             **common)
+            outbound = child(name, f"fsx-{role}-to-{peer}", parent, retain_on_delete=kept)
+            aws.vpc.SecurityGroupEgressRule(outbound.name, description=f"Lustre to {who}", opts=outbound.opts,
+                                            **common)

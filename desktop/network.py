@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.naming import child
 from desktop.ports import DCV_PORT, SSH_PORT
 
 ANYWHERE = "0.0.0.0/0"
@@ -19,16 +20,16 @@ ANYWHERE = "0.0.0.0/0"
 
 def security_group(name: str, args: DesktopArgs, parent: pulumi.Resource) -> pulumi.Output[str]:
     """The id of the desktop's security group: ``securityGroupId``, or a new group."""
-    if args.security_group_id:
+    if args.security_group_id is not None:
         return pulumi.Output.from_input(args.security_group_id)
-    opts = pulumi.ResourceOptions(parent=parent)
+    sg = child(name, "sg", parent)
     group = aws.ec2.SecurityGroup(
-        f"{name}-sg",
+        sg.name,
         vpc_id=args.vpc_id,
         # Kept as it was when accessCidr was required: a changed description replaces the group.
         description="Deep learning desktop: SSH and DCV from the access CIDR",
         tags={"Name": name},
-        opts=opts,
+        opts=sg.opts,
     )
     # One resource per rule (not inline rules) so a changed rule is replaced alone, and
     # emptying accessCidr deletes the three open ports and nothing else.
@@ -44,9 +45,11 @@ def security_group(name: str, args: DesktopArgs, parent: pulumi.Resource) -> pul
                              description="All traffic within the group")),
     ]
     for role, rule in ingress:
-        aws.vpc.SecurityGroupIngressRule(f"{name}-{role}", security_group_id=group.id, **rule, opts=opts)
+        each = child(name, role, parent)
+        aws.vpc.SecurityGroupIngressRule(each.name, security_group_id=group.id, **rule, opts=each.opts)
     for role, rule in egress:
-        aws.vpc.SecurityGroupEgressRule(f"{name}-{role}", security_group_id=group.id, **rule, opts=opts)
+        each = child(name, role, parent)
+        aws.vpc.SecurityGroupEgressRule(each.name, security_group_id=group.id, **rule, opts=each.opts)
     return group.id
 
 

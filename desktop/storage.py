@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.naming import child
 from desktop.ports import NFS_PORT
 
 
@@ -24,43 +25,46 @@ def file_system(
     name: str, args: DesktopArgs, desktop_security_group_id: pulumi.Input[str], parent: pulumi.Resource
 ) -> Storage:
     """``efsFileSystemId`` (its mount target is the owner's), or a new file system and mount target."""
-    if args.efs_file_system_id:
+    if args.efs_file_system_id is not None:
         return Storage(pulumi.Output.from_input(args.efs_file_system_id), None)
-    opts = pulumi.ResourceOptions(parent=parent)
+    # The user's data outlives the stack: `pulumi destroy`, a replacement, or
+    # switching to a given file system leaves it in the account (the sample's
+    # DeletionPolicy: Retain).
+    files = child(name, "efs", parent, retain_on_delete=True)
     efs = aws.efs.FileSystem(
-        f"{name}-efs",
+        files.name,
         encrypted=True,
         performance_mode="generalPurpose",
         tags={"Name": name},
-        # The user's data outlives the stack: `pulumi destroy`, a replacement, or
-        # switching to a given file system leaves it in the account (the sample's
-        # DeletionPolicy: Retain).
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+        opts=files.opts,
     )
+    group = child(name, "efs-sg", parent)
     nfs_group = aws.ec2.SecurityGroup(
-        f"{name}-efs-sg",
+        group.name,
         vpc_id=args.vpc_id,
         description="EFS mount target: NFS from the deep learning desktop",
         tags={"Name": f"{name}-efs"},
-        opts=opts,
+        opts=group.opts,
     )
+    nfs = child(name, "efs-nfs", parent)
     aws.vpc.SecurityGroupIngressRule(
-        f"{name}-efs-nfs",
+        nfs.name,
         security_group_id=nfs_group.id,
         referenced_security_group_id=desktop_security_group_id,
         ip_protocol="tcp",
         from_port=NFS_PORT,
         to_port=NFS_PORT,
         description="NFS from the desktop",
-        opts=opts,
+        opts=nfs.opts,
     )
+    # EFS allows one mount target per zone: a new one in the same zone can only
+    # be created once the old one is gone.
+    target = child(name, "efs-mount-target", parent, delete_before_replace=True)
     mount_target = aws.efs.MountTarget(
-        f"{name}-efs-mount-target",
+        target.name,
         file_system_id=efs.id,
         subnet_id=args.subnet_id,
         security_groups=[nfs_group.id],
-        # EFS allows one mount target per zone: a new one in the same zone can only
-        # be created once the old one is gone.
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
+        opts=target.opts,
     )
     return Storage(efs.id, mount_target)

@@ -38,11 +38,11 @@ def user_data_of(rendering) -> str:
 def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(run_main):
     r = run_main()
     sg_id = r.outputs["DesktopSecurityGroup"]
-    sg = r.named("test-sg")
+    sg = r.named("test--sg")
     assert sg.inputs["vpcId"] == GOOD["vpcId"] and sg.inputs["tags"] == {"Name": "test"}
     rules = {}
     for rule in r.of_type(INGRESS) + r.of_type(EGRESS):
-        if rule.name == "test-efs-nfs":
+        if rule.name == "test--efs-nfs":
             continue
         i = rule.inputs
         assert i["securityGroupId"] == sg_id
@@ -54,9 +54,9 @@ def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(ru
         ("in", "tcp", 22, 22, cidr): "SSH",
         ("in", "tcp", 8443, 8443, cidr): "DCV",
         ("in", "udp", 8443, 8443, cidr): "DCV QUIC",
-        ("in", "-1", None, None, "self"): rules[("in", "-1", None, None, "self")],
-        ("out", "tcp", 0, 65535, "0.0.0.0/0"): rules[("out", "tcp", 0, 65535, "0.0.0.0/0")],
-        ("out", "-1", None, None, "self"): rules[("out", "-1", None, None, "self")],
+        ("in", "-1", None, None, "self"): "All traffic within the group (distributed SageMaker training)",
+        ("out", "tcp", 0, 65535, "0.0.0.0/0"): "TCP to anywhere (packages, S3, SageMaker)",
+        ("out", "-1", None, None, "self"): "All traffic within the group",
     }
     assert instance_of(r).inputs["vpcSecurityGroupIds"] == [sg_id]
 
@@ -71,7 +71,7 @@ def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mou
     assert target.inputs["subnetId"] == GOOD["subnetId"]
     assert target.inputs["fileSystemId"] == r.outputs["EFSFileSystemId"]
     (nfs_group,) = target.inputs["securityGroups"]
-    nfs = r.named("test-efs-nfs").inputs
+    nfs = r.named("test--efs-nfs").inputs
     assert nfs["securityGroupId"] == nfs_group
     assert (nfs["ipProtocol"], nfs["fromPort"], nfs["toPort"]) == ("tcp", 2049, 2049)
     assert nfs["referencedSecurityGroupId"] == r.outputs["DesktopSecurityGroup"]
@@ -84,17 +84,17 @@ def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mou
 
 def test_given_security_group_creates_no_desktop_group(run_main):
     r = run_main(securityGroupId="sg-0fedcba9876543210")
-    assert [g.name for g in r.of_type(SG)] == ["test-efs-sg"]
-    assert {rule.name for rule in r.of_type(INGRESS) + r.of_type(EGRESS)} == {"test-efs-nfs"}
+    assert [g.name for g in r.of_type(SG)] == ["test--efs-sg"]
+    assert {rule.name for rule in r.of_type(INGRESS) + r.of_type(EGRESS)} == {"test--efs-nfs"}
     assert instance_of(r).inputs["vpcSecurityGroupIds"] == ["sg-0fedcba9876543210"]
-    assert r.named("test-efs-nfs").inputs["referencedSecurityGroupId"] == "sg-0fedcba9876543210"
+    assert r.named("test--efs-nfs").inputs["referencedSecurityGroupId"] == "sg-0fedcba9876543210"
     assert r.outputs["DesktopSecurityGroup"] == "sg-0fedcba9876543210"
 
 
 def test_given_efs_creates_no_file_system_nor_mount_target(run_main):
     r = run_main(efsFileSystemId="fs-0123456789abcdef0")
     assert r.of_type(EFS) == [] and r.of_type(MOUNT_TARGET) == []
-    assert [g.name for g in r.of_type(SG)] == ["test-sg"]
+    assert [g.name for g in r.of_type(SG)] == ["test--sg"]
     assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
     assert "fs-0123456789abcdef0" in user_data_of(r)
     assert instance_of(r).dependencies == [d for d in instance_of(r).dependencies if "MountTarget" not in d]
@@ -126,11 +126,13 @@ def test_instance_has_every_property_of_the_spec(run_main):
     assert i["rootBlockDevice"] == {"volumeSize": 1000, "volumeType": "gp2", "encrypted": True,
                                     "deleteOnTermination": True,
                                     # the desktop's own tag, which its snapshots target (tests/test_snapshots.py)
-                                    "tags": {"DeepLearningDesktop": r.named("test-role").state["name"]}}
+                                    "tags": {"DeepLearningDesktop": r.named("test--role").state["name"]}}
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["metadataOptions"]["httpEndpoint"] == "enabled"
+    # Containers on the desktop are one hop further; more hops would let IMDS answer beyond the host.
+    assert i["metadataOptions"]["httpPutResponseHopLimit"] == 2
     assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30"}
-    assert i["iamInstanceProfile"] == r.named("test-profile").state["name"]
+    assert i["iamInstanceProfile"] == r.named("test--profile").state["name"]
     assert i["userDataReplaceOnChange"] is False
     assert "userData" not in i
     assert base64.b64decode(i["userDataBase64"])[:2] == b"\x1f\x8b"  # gzip, which cloud-init unpacks
@@ -204,7 +206,7 @@ def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main):
     assert "the desktop's own 'subnet-0aaaaaaaaaaaaaaaa'" in problems["subnetId"].expected
     assert "the desktop's own 'old-key'" in problems["keyName"].expected
     instance_urn = "urn:pulumi:test::deep-learning-desktop::" \
-        "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test-instance"
+        "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test--instance"
     assert f"pulumi destroy --target '{instance_urn}'" in problems["keyName"].expected
     run_main()  # a desktop whose values match goes through
 
@@ -260,11 +262,11 @@ def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main):
 
 def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     r = run_main()
-    trust = json.loads(r.named("test-role").inputs["assumeRolePolicy"])
+    trust = json.loads(r.named("test--role").inputs["assumeRolePolicy"])
     (statement,) = trust["Statement"]
     assert sorted(statement["Principal"]["Service"]) == ["ec2.amazonaws.com", "sagemaker.amazonaws.com"]
     assert statement["Action"] == "sts:AssumeRole"
-    attachment = r.named("test-sagemaker").inputs
+    attachment = r.named("test--sagemaker").inputs
     assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
     policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in r.of_type(ROLE_POLICY)}
     assert set(policies) == {"s3-read-write", "dcv-license-s3", "dcv-password-parameter"}
@@ -281,9 +283,9 @@ def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     for policy in policies.values():
         findings = analyze_policy_string(json.dumps(policy)).findings
         assert findings == [], [str(f) for f in findings]
-    profile = r.named("test-profile").inputs
-    assert profile["role"] == r.named("test-role").state["name"]
-    assert r.outputs["DesktopRole"] == r.named("test-role").state["arn"]
+    profile = r.named("test--profile").inputs
+    assert profile["role"] == r.named("test--role").state["name"]
+    assert r.outputs["DesktopRole"] == r.named("test--role").state["arn"]
 
 
 def test_china_partition_builds_every_arn_from_the_partition(run_main):
@@ -291,7 +293,7 @@ def test_china_partition_builds_every_arn_from_the_partition(run_main):
     text = json.dumps([reg.inputs for reg in r.registrations]) + json.dumps(r.outputs)
     assert "arn:aws-cn:" in text
     assert "arn:aws:" not in text
-    trust = json.loads(r.named("test-role").inputs["assumeRolePolicy"])
+    trust = json.loads(r.named("test--role").inputs["assumeRolePolicy"])
     assert "ec2.amazonaws.com.cn" in trust["Statement"][0]["Principal"]["Service"]
     assert "fs-" in user_data_of(r) and "amazonaws.com.cn" in user_data_of(r)
 
@@ -302,7 +304,7 @@ def test_every_child_is_parented_to_the_component(run_main):
     children = [reg for reg in r.registrations if reg is not component]
     assert len(children) >= 17
     assert all(child.parent == component.urn for child in children)
-    assert all(child.name.startswith("test-") for child in children)
+    assert all(child.name.startswith("test--") for child in children)
 
 
 def test_open_cidr_warning_reaches_the_person(run_main):
@@ -327,7 +329,7 @@ def test_two_desktops_in_one_program_do_not_clash():
     assert set(components) == {"alice", "bob"}
     for reg in r.registrations:
         if reg.type != TYPE:
-            assert reg.parent == components[reg.name.split("-")[0]]
+            assert reg.parent == components[reg.name.split("--")[0]]
     instances = {reg.name: reg.inputs for reg in r.of_type(INSTANCE)}
-    assert instances["alice-instance"]["keyName"] == "alice"
-    assert instances["bob-instance"]["instanceType"] == "g5g.2xlarge"
+    assert instances["alice--instance"]["keyName"] == "alice"
+    assert instances["bob--instance"]["instanceType"] == "g5g.2xlarge"

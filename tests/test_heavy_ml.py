@@ -24,7 +24,7 @@ EIP = "aws:ec2/eip:Eip"
 GET_CAPACITY_BLOCK = "aws:ec2/getCapacityBlockReservation:getCapacityBlockReservation"
 RESERVATION = "cr-0123456789abcdef0"
 INSTANCE_URN = ("urn:pulumi:test::deep-learning-desktop::"
-                "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test-instance")
+                "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test--instance")
 
 
 def instance_of(rendering):
@@ -45,12 +45,12 @@ def test_scratch_fsx_imports_the_bucket_on_the_file_system_and_is_kept(run_main)
     (fsx,) = r.of_type(LUSTRE)
     i = fsx.inputs
     assert (i["deploymentType"], i["storageCapacity"], i["subnetIds"]) == ("SCRATCH_2", 1200, GOOD["subnetId"])
-    assert i["securityGroupIds"] == [r.named("test-fsx-sg").id]
+    assert i["securityGroupIds"] == [r.named("test--fsx-sg").id]
     assert (i["importPath"], i["exportPath"]) == ("s3://my-dl-data", "s3://my-dl-data")
     assert i["autoImportPolicy"] == "NEW_CHANGED_DELETED"
     assert "perUnitStorageThroughput" not in i
     assert r.of_type(ASSOCIATION) == []
-    assert fsx.retain_on_delete and r.named("test-fsx-sg").retain_on_delete
+    assert fsx.retain_on_delete and r.named("test--fsx-sg").retain_on_delete
     # The boot mounts it: the instance waits for it and gets its DNS name and mount name.
     assert fsx.urn in instance_of(r).dependencies
     values = script_values(r)
@@ -78,8 +78,8 @@ def test_persistent_fsx_links_the_bucket_both_ways_through_an_association(run_ma
 
 def test_fsx_group_admits_lustre_from_the_desktop_and_from_itself(run_main):
     r = run_main(fsxLustre="true")
-    fsx_sg, desktop_sg = r.named("test-fsx-sg").id, r.outputs["DesktopSecurityGroup"]
-    assert r.named("test-fsx-sg").inputs["vpcId"] == GOOD["vpcId"]
+    fsx_sg, desktop_sg = r.named("test--fsx-sg").id, r.outputs["DesktopSecurityGroup"]
+    assert r.named("test--fsx-sg").inputs["vpcId"] == GOOD["vpcId"]
     rules = {}
     for rule in r.of_type(INGRESS) + r.of_type(EGRESS):
         i = rule.inputs
@@ -97,7 +97,7 @@ def test_fsx_group_admits_lustre_from_the_desktop_and_from_itself(run_main):
 def test_fsx_admits_a_given_desktop_group(run_main):
     r = run_main(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
     peers = {rule.inputs["referencedSecurityGroupId"] for rule in r.of_type(INGRESS)
-             if rule.name.startswith("test-fsx-") and rule.name.endswith("from-desktop")}
+             if rule.name.startswith("test--fsx-") and rule.name.endswith("from-desktop")}
     assert peers == {"sg-0fedcba9876543210"}
 
 

@@ -18,14 +18,14 @@ def test_main_exports_the_sample_outputs_and_the_extras_with_their_values(run_ma
     param = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
     mocks = offline.AccountMocks(region="eu-central-1", ssm_parameters={param: "ami-0bbbbbbbbbbbbbbbb"})
     r = run_main(mocks=mocks, region="eu-central-1", efsMountPath="/data/efs")
-    instance = r.named("test-instance")
-    role = r.named("test-role")
+    instance = r.named("test--instance")
+    role = r.named("test--role")
     assert SAMPLE_OUTPUTS <= set(r.outputs)
     assert r.outputs["DesktopInstanceId"] == instance.id and instance.id.startswith("i-")
     assert r.outputs["DesktopRole"] == role.state["arn"]
     assert r.outputs["DesktopRole"].startswith("arn:aws:iam::")
-    assert r.outputs["DesktopSecurityGroup"] == r.named("test-sg").id
-    assert r.outputs["EFSFileSystemId"] == r.named("test-efs").id
+    assert r.outputs["DesktopSecurityGroup"] == r.named("test--sg").id
+    assert r.outputs["EFSFileSystemId"] == r.named("test--efs").id
     public, private = instance.state["publicIp"], instance.state["privateIp"]
     assert (r.outputs["PublicIp"], r.outputs["PrivateIp"]) == (public, private)
     assert r.outputs["DcvUrl"] == f"https://{public}:8443"
@@ -61,7 +61,7 @@ def test_keys_reach_the_program_as_pulumi_up_passes_them(monkeypatch):
     assert [p.key for p in caught.value.problems] == ["keyname"]
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(stack_config(ebsVolumeSize="300")))
     rendering = offline.run_program({"aws:region": "us-west-2"}, stack="test")
-    assert rendering.named("test-instance").inputs["rootBlockDevice"]["volumeSize"] == 300
+    assert rendering.named("test--instance").inputs["rootBlockDevice"]["volumeSize"] == 300
 
 
 def test_bad_config_registers_nothing():

@@ -35,16 +35,16 @@ def after_destroy(out: str) -> list[str]:
 
 def test_plan_shows_the_daily_snapshots_and_the_efs_backups(project, capsys):
     out = plan(project, capsys, snapshotTime="22:15", snapshotRetainCount=14)
-    policy = out[out.index("t-daily-snapshots  ("):]
-    assert ("snapshots the volume tagged {'DeepLearningDesktop': '<generated name of t-role, known after deploy>'} "
+    policy = out[out.index("t--daily-snapshots  ("):]
+    assert ("snapshots the volume tagged {'DeepLearningDesktop': '<generated name of t--role, known after deploy>'} "
             "every 24 hours at 22:15 UTC, keeps the last 14") in policy
-    assert "runs as <generated name of t-dlm-role, known after deploy>" in policy
-    assert "tags {'DeepLearningDesktop': '<generated name of t-role" in out[out.index("t-instance  ("):]
-    assert "AWS Backup's automatic daily backups ENABLED for t-efs" in out
+    assert "runs as <generated name of t--dlm-role, known after deploy>" in policy
+    assert "tags {'DeepLearningDesktop': '<generated name of t--role" in out[out.index("t--instance  ("):]
+    assert "AWS Backup's automatic daily backups ENABLED for t--efs" in out
     lines = after_destroy(out)
-    assert lines[0].startswith("t-efs: the EFS file system stays") and "$0.30 per GB-month" in lines[0]
+    assert lines[0].startswith("t--efs: the EFS file system stays") and "$0.30 per GB-month" in lines[0]
     assert "us-east-1" in lines[0]
-    assert lines[1].startswith("t-efs-backup: destroy turns the automatic backups off") and "35 days" in lines[1]
+    assert lines[1].startswith("t--efs-backup: destroy turns the automatic backups off") and "35 days" in lines[1]
     assert lines[2].startswith("the last 14 daily root volume snapshots and your `python -m desktop snapshot`")
     assert "$0.05 per GB-month" in lines[2] and "incremental" in lines[2]
 
@@ -61,4 +61,4 @@ def test_plan_without_daily_snapshots_or_created_efs(project, capsys):
 def test_plan_without_efs_backups(project, capsys):
     out = plan(project, capsys, efsBackup=False)
     assert "BackupPolicy" not in out
-    assert not any(line.startswith("t-efs-backup") for line in after_destroy(out))
+    assert not any(line.startswith("t--efs-backup") for line in after_destroy(out))

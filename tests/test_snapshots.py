@@ -19,7 +19,7 @@ EFS = "aws:efs/fileSystem:FileSystem"
 BACKUP = "aws:efs/backupPolicy:BackupPolicy"
 
 
-def root_volume_tags(rendering, instance_name="test-instance"):
+def root_volume_tags(rendering, instance_name="test--instance"):
     return rendering.named(instance_name).inputs["rootBlockDevice"]["tags"]
 
 
@@ -45,18 +45,18 @@ def test_two_desktops_in_one_account_target_different_volumes():
     r = offline.run(program, config={"aws:region": "us-east-1"})
     targets = {p.name: p.inputs["policyDetails"]["targetTags"] for p in r.of_type(POLICY)}
     volumes = {i.name: i.inputs["rootBlockDevice"]["tags"] for i in r.of_type(INSTANCE)}
-    assert targets["alice-daily-snapshots"] == volumes["alice-instance"]
-    assert targets["bob-daily-snapshots"] == volumes["bob-instance"]
-    assert volumes["alice-instance"] != volumes["bob-instance"]
+    assert targets["alice--daily-snapshots"] == volumes["alice--instance"]
+    assert targets["bob--daily-snapshots"] == volumes["bob--instance"]
+    assert volumes["alice--instance"] != volumes["bob--instance"]
     # No policy's target is on the other desktop's volume.
-    for key, value in targets["alice-daily-snapshots"].items():
-        assert volumes["bob-instance"].get(key) != value
+    for key, value in targets["alice--daily-snapshots"].items():
+        assert volumes["bob--instance"].get(key) != value
 
 
 def test_the_tag_value_is_the_desktop_roles_unique_name(run_main):
     r = run_main()
     (value,) = root_volume_tags(r).values()
-    assert value == r.named("test-role").state["name"]
+    assert value == r.named("test--role").state["name"]
     assert value == r.outputs["DesktopRole"].rsplit("/", 1)[1]
 
 
@@ -87,28 +87,28 @@ def test_daily_snapshots_record_the_architecture_of_the_instance_type(run_main):
 ])
 def test_dlm_role_trust_and_managed_policy_in_every_partition(run_main, partition, region, suffix):
     r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
-    role = r.named("test-dlm-role")
+    role = r.named("test--dlm-role")
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     # DLM's principal has no partition suffix, in China too.
     assert statement == {"Effect": "Allow", "Principal": {"Service": "dlm.amazonaws.com"},
                          "Action": "sts:AssumeRole"}
-    attachment = r.named("test-dlm-snapshots").inputs
+    attachment = r.named("test--dlm-snapshots").inputs
     assert attachment["policyArn"] == f"arn:{partition}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
     assert attachment["role"] == role.state["name"]
     (policy,) = r.of_type(POLICY)
     assert policy.inputs["executionRoleArn"] == role.state["arn"]
     assert policy.inputs["executionRoleArn"].startswith(f"arn:{partition}:iam::")
     # DLM checks at creation that it may use the role: the managed policy is attached first.
-    assert r.named("test-dlm-snapshots").urn in policy.dependencies
+    assert r.named("test--dlm-snapshots").urn in policy.dependencies
 
 
 def test_no_policy_and_no_role_at_zero(run_main):
     r = run_main(snapshotRetainCount="0")
     assert r.of_type(POLICY) == []
-    assert [role.name for role in r.of_type(ROLE)] == ["test-role"]
+    assert [role.name for role in r.of_type(ROLE)] == ["test--role"]
     assert not [a for a in r.of_type(ATTACHMENT) if "DataLifecycle" in a.inputs["policyArn"]]
     # The volume keeps its tag: manual snapshots and restore still find this desktop's own.
-    assert root_volume_tags(r) == {"DeepLearningDesktop": r.named("test-role").state["name"]}
+    assert root_volume_tags(r) == {"DeepLearningDesktop": r.named("test--role").state["name"]}
 
 
 def test_the_policy_description_is_one_dlm_accepts(run_main):

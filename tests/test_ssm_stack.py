@@ -23,7 +23,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 PARAMETER = "aws:ssm/parameter:Parameter"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 # What the mock account names the role (the provider appends 7 random characters).
-ROLE_NAME = "test-role-abc1234"
+ROLE_NAME = "test--role-abc1234"
 PARAMETER_NAME = f"/deep-learning-desktop/{ROLE_NAME}/dcv-password"
 
 
@@ -67,9 +67,9 @@ def test_with_access_cidr_ssh_and_dcv_stay_open_to_it(run_main):
 ])
 def test_every_desktop_role_gets_session_manager_in_its_partition(run_main, partition, region, arn):
     r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
-    attachment = r.named("test-ssm-core")
+    attachment = r.named("test--ssm-core")
     assert attachment.inputs["policyArn"] == arn
-    assert attachment.inputs["role"] == r.named("test-role").state["name"]
+    assert attachment.inputs["role"] == r.named("test--role").state["name"]
 
 
 # --- keyName ------------------------------------------------------------------
@@ -143,9 +143,9 @@ def test_the_password_is_a_secure_string_of_this_desktop(run_main):
 def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main):
     r = run_main()
     arn = f"arn:aws:ssm:us-west-2:123456789012:parameter{PARAMETER_NAME}"
-    assert r.named("test-dcv-password-parameter").state["arn"] == arn
-    grant = r.named("test-dcv-password-read")
-    assert grant.inputs["role"] == r.named("test-role").id
+    assert r.named("test--dcv-password-parameter").state["arn"] == arn
+    grant = r.named("test--dcv-password-read")
+    assert grant.inputs["role"] == r.named("test--role").id
     policy = json.loads(grant.inputs["policy"])
     allow, deny = policy["Statement"]
     assert allow == {"Sid": "DcvPassword", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": arn}
@@ -185,7 +185,7 @@ def denies_decrypt(statement: dict, parameter_arn) -> bool:
 
 def test_the_grant_follows_the_partition(run_main):
     r = run_main(mocks=offline.AccountMocks(partition="aws-cn", region="cn-north-1"), region="cn-north-1")
-    allow, deny = json.loads(r.named("test-dcv-password-read").inputs["policy"])["Statement"]
+    allow, deny = json.loads(r.named("test--dcv-password-read").inputs["policy"])["Statement"]
     own = f"arn:aws-cn:ssm:cn-north-1:123456789012:parameter{PARAMETER_NAME}"
     assert allow["Resource"] == own
     assert deny["Resource"] == "arn:aws-cn:kms:*:*:key/*"
@@ -200,9 +200,9 @@ def test_two_desktops_get_two_parameters_and_two_grants():
     r = offline.run(lambda: [DeepLearningDesktop(n, args) for n in ("alice", "bob")],
                     config={"aws:region": "us-east-1"})
     names = {p.name: p.inputs["name"] for p in r.of_type(PARAMETER)}
-    assert names == {"alice-dcv-password-parameter": "/deep-learning-desktop/alice-role-abc1234/dcv-password",
-                     "bob-dcv-password-parameter": "/deep-learning-desktop/bob-role-abc1234/dcv-password"}
-    resources = {r.named(f"{n}-dcv-password-read").inputs["policy"] for n in ("alice", "bob")}
+    assert names == {"alice--dcv-password-parameter": "/deep-learning-desktop/alice--role-abc1234/dcv-password",
+                     "bob--dcv-password-parameter": "/deep-learning-desktop/bob--role-abc1234/dcv-password"}
+    resources = {r.named(f"{n}--dcv-password-read").inputs["policy"] for n in ("alice", "bob")}
     assert len(resources) == 2
 
 

@@ -156,5 +156,5 @@ def test_the_kept_value_error_gives_the_one_command_that_moves_the_desktop():
         preview(_Moved(region="us-west-2"), preview=False)
     (problem,) = caught.value.problems
     urn = ("urn:pulumi:test::deep-learning-desktop::deep-learning-desktop:index:DeepLearningDesktop"
-           "$aws:ec2/instance:Instance::test-instance")
+           "$aws:ec2/instance:Instance::test--instance")
     assert f"`pulumi up --replace '{urn}'`" in problem.expected

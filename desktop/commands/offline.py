@@ -25,6 +25,8 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.rpc_manager import RPCManager
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -61,12 +63,15 @@ class Registration:
     state: dict = field(default_factory=dict)
     #: Inputs the program passed as secrets (their values must never be shown).
     secret_inputs: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # the URNs the engine would look for in the state
+    provider: str = ""  # the provider reference of a custom resource; "" = the default provider
 
 
 @dataclass
 class Invocation:
     token: str
     args: dict
+    provider: str = ""  # the provider reference it was made with; "" = the default provider
 
 
 def _placeholder(what: str) -> str:
@@ -106,7 +111,7 @@ class AccountMocks(pulumi.runtime.Mocks):
 
     # -- invokes -----------------------------------------------------------
     def call(self, args: pulumi.runtime.MockCallArgs):
-        self.invocations.append(Invocation(args.token, dict(args.args)))
+        self.invocations.append(Invocation(args.token, dict(args.args), args.provider or ""))
         token, given = args.token, args.args
         if token == "aws:index/getPartition:getPartition":
             return {"id": self.partition, "partition": self.partition,
@@ -188,6 +193,12 @@ class AccountMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:ec2/eip:Eip":
             rid = make("Elastic IP allocation id", "eipalloc")
             state["publicIp"] = _placeholder("Elastic IP") if self.placeholders else "198.51.100.20"
+        elif args.typ in _ID_PREFIX:
+            rid = make(f"{kind} id", _ID_PREFIX[args.typ])
+        elif args.typ == "aws:s3/bucket:Bucket":
+            # A bucket's id is its name: given, or the logical name and a random suffix.
+            rid = args.inputs.get("bucket") or f"{args.name.lower()}-0a1b2c3"
+            state.update(bucket=rid, arn=f"{arn_base}:s3:::{rid}")
         elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
             generated = args.inputs.get("name") or (
                 _placeholder(f"generated name of {args.name}") if self.placeholders else f"{args.name}-abc1234")
@@ -205,6 +216,16 @@ def fake_password(name: str, length: int) -> str:
     return ("Pw-" + digest * 4)[:length]
 
 
+# Id prefixes of the network resources a program using the component may create.
+_ID_PREFIX = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+}
+
+
 def _fake(prefix: str, name: str) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()[:17]
     return f"{prefix}-{digest}"
@@ -220,14 +241,28 @@ def _architectures(instance_type: str) -> list[str]:
     return ["arm64"] if GRAVITON_FAMILY.match(family) else ["x86_64", "i386"]
 
 
+class DuplicateUrnError(Exception):
+    """Two resources of one program have the same URN, which the engine refuses."""
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A mock monitor that records every registration with its options."""
+    """A mock monitor that records every registration with its options.
+
+    Like the engine, and unlike Pulumi's own mock monitor, it refuses a second
+    resource with a URN already registered.
+    """
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self._urns: set[str] = set()
 
     def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if urn in self._urns:
+            # The engine's own words (pulumi/pulumi, pkg/resource/deploy's GetDuplicateResourceURNError).
+            raise DuplicateUrnError(f"Duplicate resource URN '{urn}'; try giving it a unique name")
+        self._urns.add(urn)
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(Registration(
@@ -245,8 +280,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=list(request.dependencies),
                 state=self.resources[response.urn].state if response.urn in self.resources else {},
                 secret_inputs=_secret_keys(request.object),
+                aliases=[self._alias_urn(request, alias) for alias in request.aliases],
+                provider=request.provider,
             ))
         return response
+
+    def _alias_urn(self, request, alias) -> str:
+        """The URN an alias names, with what it leaves out taken from the resource, as the engine does."""
+        if alias.HasField("urn") or not alias.HasField("spec"):
+            return alias.urn
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 def _secret_keys(struct) -> list[str]:
@@ -320,6 +365,12 @@ def run(
     try:
         return contextvars.Context().run(_run, program, config, stack, mocks, preview)
     finally:
+        # A program that failed leaves tasks behind: cancel them and let them end, so none
+        # is destroyed unawaited ("coroutine ... was never awaited").
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         # Join the executor threads first, so none of their loops is still in use.
         loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
@@ -357,6 +408,11 @@ def _run(program, config, stack, mocks, preview=False) -> Rendering:
     logger.setLevel(logging.INFO)
     logger.addHandler(recorder)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, logger=logger)
+    # The outstanding outputs and RPCs are context variables whose default is one shared
+    # object, which set_mocks leaves in place: a run that failed would leave its tasks
+    # (of a loop since closed) there for the next run to wait on.
+    SETTINGS.outputs = set()
+    SETTINGS.rpc_manager = RPCManager()
     set_all_config({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
                     if v is not None})
     root = get_root_resource()
