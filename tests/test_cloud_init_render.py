@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from boot_sandbox import DEFAULT_VALUES as NORMAL
 from cloud_init import SIZE_GOAL, USER_DATA_LIMIT, UserDataTooLarge, compress, decode, encode, render, split_parts
 from cloud_init.boot_files import ADVANCED_LIMIT, STANDARD_LIMIT, payload, tier
-from cloud_init.render import END_OF_VALUES, VARIABLES
+from cloud_init.render import END_OF_VALUES, VARIABLES, shipped
 from conftest import ROOT
 from desktop import boot_files, dcv_password
 from desktop.config import MOUNT_PATH_MAX
@@ -241,3 +241,12 @@ def test_any_value_reaches_the_script_as_exactly_that_string(tmp_path, values):
     assert not marker.exists()
     got = result.stdout.decode("utf-8").split("\0")[:-1]
     assert got == [values[keyword] for keyword in VARIABLES]
+
+
+def test_the_script_goes_dedented_but_heredoc_bodies_byte_for_byte():
+    from cloud_init.render import _strip_comments
+    source = "#!/bin/bash\nf() {\n  cat <<'EOF'\n  indented body\n\tand a tab\nEOF\n  echo done\n}\n"
+    assert _strip_comments(source, dedent=True) == (
+        "#!/bin/bash\nf() {\ncat <<'EOF'\n  indented body\n\tand a tab\nEOF\necho done\n}\n")
+    # The files the desktop gets (Python) keep their indentation.
+    assert "\n    " in shipped("idle_agent.py")
