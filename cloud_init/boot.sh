@@ -4,8 +4,9 @@
 # Later boots: no installs, no reboot; re-apply the values, wait for DCV, mount EFS.
 # cloud_init.render puts REGION, DNS_SUFFIX, EFS_FILE_SYSTEM_ID, EFS_MOUNT_PATH,
 # ROLE_ARN, SECURITY_GROUP_ID, SUBNET_ID, DCV_PASSWORD_PARAMETER, FSX_DNS_NAME,
-# FSX_MOUNT_NAME, FSX_MOUNT_PATH and EFA above this text as quoted assignments, and the
-# text of the files the boot installs (render.FILES: IDLE_AGENT, ...).
+# FSX_MOUNT_NAME, FSX_MOUNT_PATH, EFA and BOOT_FILES_PARAMETER above this text as quoted
+# assignments. The files the boot installs (the idle agent and its units) it reads from
+# the Parameter Store parameter BOOT_FILES_PARAMETER (cloud_init/boot_files.py).
 set -euo pipefail
 
 # DLD_ROOT prefixes every file read or written, so tests can run this very script
@@ -34,6 +35,8 @@ EFS_MOUNT_ATTEMPTS="${DLD_EFS_MOUNT_ATTEMPTS:-10}"
 DCV_WAIT_ATTEMPTS="${DLD_DCV_WAIT_ATTEMPTS:-60}"
 # The role's grant on the password parameter may take a minute to apply (IAM).
 DCV_PASSWORD_ATTEMPTS="${DLD_DCV_PASSWORD_ATTEMPTS:-12}"
+# Like the password: the grant on the boot files' parameter may not apply at once.
+BOOT_FILES_ATTEMPTS="${DLD_BOOT_FILES_ATTEMPTS:-12}"
 # Which parameter version (and write time) set ubuntu's password on this machine.
 DCV_PASSWORD_RECORD="$STATE_DIR/dcv-password-version"
 # FSx for Lustre: AWS's Lustre client repository, the options AWS documents for fstab.
@@ -98,6 +101,7 @@ fail() {
   exit 1
 }
 
+# Its lines go to stderr (the log all the same), so that a caller can capture stdout.
 retry() {
   local attempts="$1" delay="$2" n=1
   shift 2
@@ -105,7 +109,7 @@ retry() {
     if ((n >= attempts)); then
       return 1
     fi
-    echo "retry $n/$attempts in ${delay}s: $*"
+    echo "retry $n/$attempts in ${delay}s: $*" >&2
     sleep "$delay"
     n=$((n + 1))
   done
@@ -611,17 +615,51 @@ apply_dcv_password() {
   fi
 }
 
+# The boot files' payload (base64 of a tar.gz, cloud_init/boot_files.py) on stdout.
+read_boot_files_parameter() {
+  AWS_PAGER="" aws ssm get-parameter --region "$REGION" --name "$BOOT_FILES_PARAMETER" \
+    --query Parameter.Value --output text
+}
+
+# The boot files unpacked into $1/f, or false with the reason on stdout (tar's own
+# complaint goes to the log). Only exactly the expected names are taken, listed before
+# anything is extracted, and only as regular files: no absolute path, "..", or link.
+fetch_boot_files() {
+  local value
+  value="$(retry "$BOOT_FILES_ATTEMPTS" 10 read_boot_files_parameter)" ||
+    { echo "$BOOT_FILES_PARAMETER not readable after $BOOT_FILES_ATTEMPTS attempts"; return 1; }
+  mkdir "$1/f"
+  printf '%s' "$value" | base64 -d >"$1/boot-files.tgz" &&
+    [[ "$(tar -tzf "$1/boot-files.tgz" | LC_ALL=C sort)" == "$(printf '%s\n' "${BOOT_FILES[@]}")" ]] &&
+    tar -xzf "$1/boot-files.tgz" --no-same-owner -C "$1/f" -- "${BOOT_FILES[@]}" &&
+    [[ -z "$(find "$1/f" -mindepth 1 ! -type f)" ]] ||
+    { echo "$BOOT_FILES_PARAMETER refused: not a tar.gz of the files ${BOOT_FILES[*]}"; return 1; }
+}
+
+# The payload's names, sorted as fetch_boot_files compares them.
+BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py)
+
 # The idle agent (cloud_init/idle_agent.py), its keep-awake command and its systemd
-# units, written at every boot: an agent changed by `pulumi up` lands at the next one.
+# units, read from the parameter at every boot: an agent changed by `pulumi up` lands at
+# the next one. Unreadable or refused: the agent an earlier boot installed stays (the
+# desktop keeps its idle policy; a very first boot has none), and the boot goes on.
 # keep-awake runs as ubuntu without sudo: it writes its deadline in a directory of ubuntu.
 install_idle_agent() {
-  local lib=/usr/local/lib/deep-learning-desktop units="$ROOT/etc/systemd/system"
-  printf '%s' "$IDLE_AGENT" | write_file "$ROOT$lib/idle-agent" 755
+  local tmp reason lib=/usr/local/lib/deep-learning-desktop units="$ROOT/etc/systemd/system"
+  [[ -n "$BOOT_FILES_PARAMETER" ]] || return 0
+  tmp="$(mktemp -d "$STATE_DIR/boot-files.XXXXXX")"
+  if ! reason="$(fetch_boot_files "$tmp")"; then
+    stage "idle agent not updated: $reason; the next boot tries again"
+    rm -rf "$tmp"
+    return 0
+  fi
+  write_file "$ROOT$lib/idle-agent" 755 <"$tmp/f/idle_agent.py"
   mkdir -p "$ROOT/usr/local/bin" "$STATE_DIR/idle" "$STATE_DIR/keep-awake"
   ln -sfn "$lib/idle-agent" "$ROOT/usr/local/bin/keep-awake"
   chown ubuntu:ubuntu "$STATE_DIR/keep-awake"
-  printf '%s' "$IDLE_SERVICE" | write_file "$units/deep-learning-desktop-idle.service"
-  printf '%s' "$IDLE_TIMER" | write_file "$units/deep-learning-desktop-idle.timer"
+  write_file "$units/deep-learning-desktop-idle.service" <"$tmp/f/deep-learning-desktop-idle.service"
+  write_file "$units/deep-learning-desktop-idle.timer" <"$tmp/f/deep-learning-desktop-idle.timer"
+  rm -rf "$tmp"
   systemctl daemon-reload
   systemctl enable --now deep-learning-desktop-idle.timer
 }

@@ -9,8 +9,9 @@
 # Uncertain means busy: a probe that fails, or a policy it cannot read, never stops it.
 # Run as `keep-awake` (a symlink), it is the desktop's keep-awake command instead.
 #
-# The boot writes this file without its comments (cloud_init.render.shipped); the user
-# data is small, hence the terse code and the long comments. Python 3.8 (Ubuntu 20.04)
+# The boot installs this file without its comments (cloud_init.render.shipped), from a
+# Parameter Store parameter of at most 8 KB (cloud_init/boot_files.py), hence the terse
+# code and the long comments. Python 3.8 (Ubuntu 20.04)
 # runs it, standard library only, with -IS: interpreter startup is most of its CPU.
 # Every path is under DLD_ROOT and IMDS is DLD_IMDS (host:port), so tests run this very
 # file in a scratch root; the time comes from Python's clock (libfaketime fakes it), the

@@ -14,11 +14,11 @@ from pathlib import Path
 
 #: EC2's limit on raw user data (before base64), in bytes.
 USER_DATA_LIMIT = 16_384
-#: What this project allows itself, compressed: three quarters of EC2's limit, so that
-#: what is still to come fits. It was half until the idle agent (cloud_init/idle_agent.py,
-#: about 3.4 KB compressed on its own) came to travel in the user data. A test keeps the
-#: longest legal values with every feature on under it.
-SIZE_GOAL = 12_288
+#: What this project allows itself, compressed: half of EC2's limit, so that what is still
+#: to come fits. The files the boot installs (the idle agent and its units, about 3.7 KB
+#: compressed) travel in a Parameter Store parameter (cloud_init/boot_files.py), not here.
+#: A test keeps the longest legal values with every feature on under it.
+SIZE_GOAL = 8_192
 
 _HERE = Path(__file__).resolve().parent
 _CLOUD_CONFIG = _HERE / "cloud-config.yaml"
@@ -39,16 +39,12 @@ VARIABLES = {
     "fsx_mount_name": "FSX_MOUNT_NAME",
     "fsx_mount_path": "FSX_MOUNT_PATH",
     "efa": "EFA",  # "true" when the primary interface is an EFA
-}
-
-#: Files the boot installs on the desktop, each delivered as one shell variable holding
-#: the file's text (as :func:`shipped` gives it), assigned after the values: variable ->
-#: file in cloud_init/. The boot writes them with its ``write_file`` at every boot, so a
-#: changed file lands with the next ``pulumi up``.
-FILES = {
-    "IDLE_AGENT": "idle_agent.py",
-    "IDLE_SERVICE": "deep-learning-desktop-idle.service",
-    "IDLE_TIMER": "deep-learning-desktop-idle.timer",
+    # The Parameter Store parameter holding the files the boot installs (the idle agent and
+    # its units, cloud_init/boot_files.py); "" = none. Only its name: no hash of its value,
+    # so that an updated agent lands at the next boot without `pulumi up` stopping and
+    # starting the desktop for it. The parameter is as trusted as the user data (only the
+    # account's administrators can write either).
+    "boot_files_parameter": "BOOT_FILES_PARAMETER",
 }
 
 #: Last line of the rendered assignment block (tests cut the script here).
@@ -70,9 +66,11 @@ class UserDataTooLarge(ValueError):
         )
 
 
-def _strip_comments(script: str) -> str:
+def _strip_comments(script: str, dedent: bool = False) -> str:
     """Drop comment-only and blank lines outside heredocs, keeping the first line
-    (the shebang, or ``#cloud-config``).
+    (the shebang, or ``#cloud-config``); with ``dedent``, also the indentation of the
+    lines outside heredocs (for bash, where it means nothing outside a heredoc: the boot
+    script's only multi-line strings are awk programs, where it means nothing either).
 
     The comments explain the boot files in their sources (cloud_init/boot.sh,
     cloud_init/cloud-config.yaml); the user data has a hard size limit, so the
@@ -90,7 +88,7 @@ def _strip_comments(script: str) -> str:
         stripped = line.strip()
         if number > 0 and (not stripped or stripped.startswith("#")):
             continue
-        out.append(line)
+        out.append(line.lstrip(" \t") if dedent else line)
         match = _HEREDOC.search(line)
         if match:
             delimiter = match.group(2)
@@ -112,12 +110,12 @@ def _assignments(values: dict[str, str]) -> str:
         if "\0" in value:
             raise ValueError(f"render: {keyword} contains a NUL character, which no shell variable can hold")
         lines.append(f"{variable}={shlex.quote(value)}")
-    lines += [f"{variable}={shlex.quote(shipped(name))}" for variable, name in FILES.items()]
     return "\n".join(lines)
 
 
 def _script(values: dict[str, str]) -> str:
-    body = _strip_comments(_BOOT_SCRIPT.read_text(encoding="utf-8"))
+    # Dedented too: about 200 bytes less, compressed, of the 8,192 the user data may take.
+    body = _strip_comments(_BOOT_SCRIPT.read_text(encoding="utf-8"), dedent=True)
     shebang, _, rest = body.partition("\n")
     if not shebang.startswith("#!"):
         raise RuntimeError(f"{_BOOT_SCRIPT} must start with a shebang line")
@@ -154,6 +152,7 @@ def render(
     fsx_mount_name: str = "",
     fsx_mount_path: str = "",
     efa: str = "false",
+    boot_files_parameter: str = "",
 ) -> str:
     """Return the EC2 user data: a multi-part MIME document (text), readable.
 
@@ -161,8 +160,9 @@ def render(
     text/x-shellscript boot script. Every value reaches the script only as a
     ``shlex.quote``d assignment at its top: ``dcv_password_parameter`` is the *name* of
     the SSM SecureString holding ubuntu's DCV password ("" = leave the password alone),
-    never the password. The FSx and EFA values default to "off", so callers that know
-    nothing of them keep working. EC2 gets it gzip-compressed
+    never the password. ``boot_files_parameter`` is the *name* of the String parameter
+    holding the files the boot installs (cloud_init/boot_files.py; "" = none). The FSx and
+    EFA values default to "off", so callers that know nothing of them keep working. EC2 gets it gzip-compressed
     (:func:`encode`); raises :class:`UserDataTooLarge` when that exceeds EC2's
     16,384-byte limit.
     """
@@ -179,6 +179,7 @@ def render(
         "fsx_mount_name": fsx_mount_name,
         "fsx_mount_path": fsx_mount_path,
         "efa": efa,
+        "boot_files_parameter": boot_files_parameter,
     }
     cloud_config = _strip_comments(_CLOUD_CONFIG.read_text(encoding="utf-8"))
     script = _script(values)

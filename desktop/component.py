@@ -6,7 +6,7 @@ from typing import Optional
 
 import pulumi
 
-from desktop import backup, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
+from desktop import backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
 from desktop.partition import current_partition
 from desktop.config import DesktopArgs
 from desktop.naming import check_component_name
@@ -54,6 +54,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
         password = dcv_password.dcv_password(name, role, partition, self)
+        files_for_boot = boot_files.boot_files(name, role, self)
         fsx = lustre.file_system(name, args, security_group_id, self)
         interface = efa.interface(name, args, security_group_id, self)
         volume_tags = backup.root_volume_tags(role.role)
@@ -61,6 +62,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
             name, args, image=ami, identity=role, security_group_id=security_group_id,
             storage=files, dcv_password=password, partition=partition, parent=self,
             lustre=fsx, efa=interface, capacity=capacity.resolve(args, self), root_volume_tags=volume_tags,
+            boot_files=files_for_boot,
         )
         self.snapshots = backup.daily_snapshots(
             name, args, volume_tags=volume_tags, architecture=ami.architecture, partition=partition, parent=self)

@@ -30,15 +30,15 @@ LENGTH = 24
 SPECIAL_CHARACTERS = "!#%+-=?@^_"
 
 
-def parameter_name(role_name: str) -> str:
-    """The parameter of the desktop whose role is ``role_name``.
+def parameter_name(role_name: str, leaf: str = "dcv-password") -> str:
+    """The parameter ``leaf`` (default: the password's) of the desktop whose role is ``role_name``.
 
     IAM role names are unique in an account (across regions), and the role's is generated
     from the desktop's name: two stacks of the same name deployed from two Pulumi
     backends into one account still get two parameters. The characters IAM allows in a
     role name but Parameter Store does not in a parameter name (``+=,@``) become ``-``.
     """
-    return f"{PARAMETER_PREFIX}/{re.sub(r'[+=,@]', '-', role_name)}/dcv-password"
+    return f"{PARAMETER_PREFIX}/{re.sub(r'[+=,@]', '-', role_name)}/{leaf}"
 
 
 def read_policy(partition: str, parameter_arn: str) -> dict:

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 import cloud_init
+from desktop.boot_files import BootFiles
 from desktop.capacity import Capacity
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.dcv_password import DcvPassword
@@ -77,24 +78,28 @@ def desktop_instance(
     efa: Optional[Efa] = None,
     capacity: Capacity = Capacity(None, False),
     root_volume_tags: Optional[pulumi.Input[Mapping[str, str]]] = None,
+    boot_files: Optional[BootFiles] = None,
 ) -> aws.ec2.Instance:
     """The desktop instance, with the boot user data and IMDSv2 required.
 
     With ``efa`` its primary interface is the EFA; with ``capacity`` it runs in that
     reservation; with ``lustre`` the boot mounts that file system. ``root_volume_tags`` go
     on the root volume; adding or changing them later tags the volume in place
-    (CreateTags/DeleteTags), without a stop or a replacement.
+    (CreateTags/DeleteTags), without a stop or a replacement. With ``boot_files`` the boot
+    installs the files of that parameter (the idle agent); the user data carries its name.
     """
     fsx = (lustre.dns_name, lustre.mount_name) if lustre else ("", "")
-    # The password parameter's name reaches the boot, never its value.
+    # The password parameter's name reaches the boot, never its value; the boot files'
+    # parameter too, only its name (see desktop/boot_files.py on why no hash of the value).
     user_data = pulumi.Output.all(
         partition.region, partition.dns_suffix, storage.file_system_id,
         identity.role.arn, security_group_id, dcv_password.parameter.name, args.subnet_id, *fsx,
+        boot_files.parameter.name if boot_files else "",
     ).apply(lambda v: cloud_init.render(
         region=v[0], dns_suffix=v[1], efs_file_system_id=v[2], efs_mount_path=args.efs_mount_path,
         role_arn=v[3], security_group_id=v[4], subnet_id=v[6], dcv_password_parameter=v[5],
         fsx_dns_name=v[7], fsx_mount_name=v[8], fsx_mount_path=args.fsx_mount_path if lustre else "",
-        efa="true" if efa else "false",
+        efa="true" if efa else "false", boot_files_parameter=v[9],
     ))
     # gzip: half the size or less, so the boot has room to grow within EC2's 16 KiB;
     # cloud-init decompresses it itself.
@@ -116,6 +121,9 @@ def desktop_instance(
     depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])
     if lustre:
         depends_on.append(lustre.file_system)  # the boot mounts it
+    if boot_files:
+        # The boot reads the parameter: it and the grant first (IAM may take a while).
+        depends_on += [boot_files.parameter, boot_files.grant]
     desktop = child(
         name, "instance", parent,
         ignore_changes=ignore,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud_init import render, split_parts
+from cloud_init.boot_files import payload
 
 #: Values of a normal stack (what the Pulumi component passes to render).
 DEFAULT_VALUES = {
@@ -24,6 +25,7 @@ DEFAULT_VALUES = {
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
     "dcv_password_parameter": "/deep-learning-desktop/dev-role-0a1b2c3/dcv-password",
+    "boot_files_parameter": "/deep-learning-desktop/dev-role-0a1b2c3/boot-files",
 }
 
 #: Every command the boot script may call that acts on the system or network.
@@ -107,6 +109,9 @@ case "$name" in
     done
     if [[ " $* " == *" -f "* || "$*" == *-f=* ]]; then printf '%s' "${STUB_DCV_VERSION:-2024.0.19030-1}"; fi ;;
   tar)
+    # The boot files' payload is unpacked by the real tar (it checks what the payload
+    # holds); the DCV tarball is a stub.
+    if [[ " $* " == *"/boot-files.tgz "* ]]; then exec /bin/tar "$@"; fi
     for pkg in nice-dcv-server nice-dcv-web-viewer nice-xdcv; do
       echo "stub $pkg" >"$out/${pkg}_2024.0.1-1_amd64.ubuntu.deb"
     done ;;
@@ -117,6 +122,28 @@ case "$name" in
     echo "${*: -1}" >>"$STUB_STATE/mounted" ;;
   dcv) exit "${STUB_DCV_RC:-0}" ;;
   aws)
+    query=""
+    prev=""
+    for arg in "$@"; do
+      if [[ "$prev" == --query ]]; then query="$arg"; fi
+      prev="$arg"
+    done
+    # The boot files' parameter (a String: no decryption): its value, STUB_BOOT_FILES (the
+    # sandbox sets the real payload); the first STUB_BOOT_FILES_DENIED calls are refused.
+    if [[ "$query" == Parameter.Value && " $* " != *" --with-decryption "* ]]; then
+      denied=$(($(cat "$STUB_STATE/aws.boot-files.denied" 2>/dev/null || echo 0) + 1))
+      if ((denied <= ${STUB_BOOT_FILES_DENIED:-0})); then
+        echo "$denied" >"$STUB_STATE/aws.boot-files.denied"
+        echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
+        exit 254
+      fi
+      if [[ -z "${STUB_BOOT_FILES:-}" ]]; then
+        echo "An error occurred (ParameterNotFound) when calling the GetParameter operation" >&2
+        exit 254
+      fi
+      printf '%s\n' "$STUB_BOOT_FILES"
+      exit 0
+    fi
     # `aws ssm get-parameter ... --output text`: the parameter's version, write time and
     # value, tab-separated; the first STUB_SSM_DENIED calls are refused as while IAM applies
     # the grant.
@@ -126,13 +153,7 @@ case "$name" in
       echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
       exit 254
     fi
-    # The one query this stub knows, answered as the CLI's text output does: one line.
-    query=""
-    prev=""
-    for arg in "$@"; do
-      if [[ "$prev" == --query ]]; then query="$arg"; fi
-      prev="$arg"
-    done
+    # The password query, answered as the CLI's text output does: one line.
     if [[ "$query" != "Parameter.[Version,LastModifiedDate,Value]" || " $* " != *" --with-decryption "* ]]; then
       echo "aws stub: no answer for $*" >&2
       exit 255
@@ -240,6 +261,8 @@ class Sandbox:
             "STUB_INSTANCE_ID": self.instance_id,
             "STUB_NVIDIA_OK": "1" if self.nvidia_ok else "0",
             "STUB_KERNEL": self.kernel,
+            # What the boot files' parameter holds: the real files, packed by the stack's code.
+            "STUB_BOOT_FILES": payload(),
             **self.env,
         }
         assert env["DLD_ROOT"], "the sandbox must never run the script against /"

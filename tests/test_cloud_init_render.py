@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from boot_sandbox import DEFAULT_VALUES as NORMAL
 from cloud_init import SIZE_GOAL, USER_DATA_LIMIT, UserDataTooLarge, compress, decode, encode, render, split_parts
-from cloud_init.render import END_OF_VALUES, VARIABLES
+from cloud_init.boot_files import ADVANCED_LIMIT, STANDARD_LIMIT, payload, tier
+from cloud_init.render import END_OF_VALUES, VARIABLES, shipped
 from conftest import ROOT
+from desktop import boot_files, dcv_password
 from desktop.config import MOUNT_PATH_MAX
 
 # The longest values the stack config can produce: efsMountPath is capped at
@@ -33,22 +35,25 @@ def _noise(alphabet: str, length: int) -> str:
     return "".join(_RANDOM.choice(alphabet) for _ in range(length))
 
 
+# IAM's longest role name, 64 characters.
+_ROLE_NAME = _noise(string.ascii_letters + string.digits + "+=,.@_-", 64)
+
 LONGEST = {
     "region": "ap-southeast-7-longest-a",
     "dns_suffix": "amazonaws.com.cn",
     "efs_file_system_id": "fs-0123456789abcdef0",
     "efs_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
-    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + _noise(string.ascii_letters + string.digits + "+=,.@_-", 64),
+    "role_arn": "arn:aws-iso-b:iam::123456789012:role/" + _ROLE_NAME,
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
-    # desktop.dcv_password.parameter_name of an IAM role name at IAM's 64 characters.
-    "dcv_password_parameter": "/deep-learning-desktop/" + _noise(string.ascii_letters + string.digits + "_.-", 64)
-                              + "/dcv-password",
+    # The parameters are named after the role, as the stack names them: the same name.
+    "dcv_password_parameter": dcv_password.parameter_name(_ROLE_NAME),
     # FSx for Lustre on: a DNS name in the longest region, its mount name, the longest path.
     "fsx_dns_name": "fs-0123456789abcdef0.fsx.ap-southeast-7-longest-a.amazonaws.com.cn",
     "fsx_mount_name": _noise(string.ascii_lowercase + string.digits, 8),
     "fsx_mount_path": "/" + _noise(string.ascii_letters + string.digits + "._-@+=,:~", MOUNT_PATH_MAX - 1),
     "efa": "true",
+    "boot_files_parameter": boot_files.parameter_name(_ROLE_NAME),
 }
 
 
@@ -138,13 +143,19 @@ def test_user_data_sizes(capsys):
             user_data = render(**values)
             print(f"\nuser data, {name} values: {len(user_data.encode()):,} bytes raw, "
                   f"{len(compress(user_data)):,} gzip (goal {SIZE_GOAL:,}, EC2's limit {USER_DATA_LIMIT:,})")
+        value = payload()
+        print(f"boot files' parameter: {len(value):,} characters ({tier(value)} tier; "
+              f"Standard holds {STANDARD_LIMIT:,}, Advanced {ADVANCED_LIMIT:,})")
 
 
 def test_longest_legal_values_stay_within_half_of_ec2s_limit_compressed():
     user_data = render(**LONGEST)
+    assert SIZE_GOAL == USER_DATA_LIMIT // 2
     assert len(compress(user_data)) <= SIZE_GOAL
     _, script = split_parts(user_data)
-    assert LONGEST["role_arn"] in script
+    # Every feature on: each value is in the script that was measured.
+    for keyword in ("role_arn", "fsx_dns_name", "dcv_password_parameter", "boot_files_parameter"):
+        assert LONGEST[keyword] in script
 
 
 def test_what_ec2_gets_is_gzip_that_unpacks_to_the_same_user_data_every_time():
@@ -230,3 +241,12 @@ def test_any_value_reaches_the_script_as_exactly_that_string(tmp_path, values):
     assert not marker.exists()
     got = result.stdout.decode("utf-8").split("\0")[:-1]
     assert got == [values[keyword] for keyword in VARIABLES]
+
+
+def test_the_script_goes_dedented_but_heredoc_bodies_byte_for_byte():
+    from cloud_init.render import _strip_comments
+    source = "#!/bin/bash\nf() {\n  cat <<'EOF'\n  indented body\n\tand a tab\nEOF\n  echo done\n}\n"
+    assert _strip_comments(source, dedent=True) == (
+        "#!/bin/bash\nf() {\ncat <<'EOF'\n  indented body\n\tand a tab\nEOF\necho done\n}\n")
+    # The files the desktop gets (Python) keep their indentation.
+    assert "\n    " in shipped("idle_agent.py")

@@ -84,8 +84,15 @@ def test_each_value_reaches_its_own_variable_in_the_user_data(run_main):
         "ROLE_ARN": r.outputs["DesktopRole"],
         "SECURITY_GROUP_ID": r.outputs["DesktopSecurityGroup"],
         "SUBNET_ID": GOOD["subnetId"],
+        # Names of parameters, never their values; the features that are off are empty.
+        "DCV_PASSWORD_PARAMETER": "/deep-learning-desktop/test--role-abc1234/dcv-password",
+        "BOOT_FILES_PARAMETER": "/deep-learning-desktop/test--role-abc1234/boot-files",
+        "FSX_DNS_NAME": "''",
+        "FSX_MOUNT_NAME": "''",
+        "FSX_MOUNT_PATH": "''",
+        "EFA": "false",
     }
-    assert r.outputs["DesktopRole"].startswith("arn:aws:iam::123456789012:role/")
+    assert r.outputs["DesktopRole"] == "arn:aws:iam::123456789012:role/test--role-abc1234"
     assert r.outputs["DesktopSecurityGroup"].startswith("sg-")
 
 

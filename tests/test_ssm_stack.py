@@ -129,7 +129,7 @@ def test_dropping_the_key_pair_keeps_the_desktop_and_says_the_key_stays(run_main
 
 def test_the_password_is_a_secure_string_of_this_desktop(run_main):
     r = run_main()
-    (parameter,) = r.of_type(PARAMETER)
+    (parameter,) = [p for p in r.of_type(PARAMETER) if p.name.endswith("-dcv-password-parameter")]
     assert parameter.inputs["type"] == "SecureString"
     assert "keyId" not in parameter.inputs  # the AWS managed key aws/ssm
     assert parameter.inputs["name"] == PARAMETER_NAME
@@ -162,7 +162,9 @@ def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main)
     # No other inline policy of the program names the parameter or any SSM or KMS action.
     for other in r.of_type(ROLE_POLICY):
         if other is not grant:
-            assert "ssm:" not in other.inputs["policy"] and "kms:" not in other.inputs["policy"]
+            assert "kms:" not in other.inputs["policy"]
+            # Another ssm: grant only on the boot files' parameter (tests/test_boot_files_stack.py).
+            assert "ssm:" not in other.inputs["policy"] or other.inputs["name"] == "boot-files-parameter"
     # The instance boots after the grant exists.
     assert grant.urn in instance_of(r).dependencies
 
@@ -199,7 +201,7 @@ def test_two_desktops_get_two_parameters_and_two_grants():
 
     r = offline.run(lambda: [DeepLearningDesktop(n, args) for n in ("alice", "bob")],
                     config={"aws:region": "us-east-1"})
-    names = {p.name: p.inputs["name"] for p in r.of_type(PARAMETER)}
+    names = {p.name: p.inputs["name"] for p in r.of_type(PARAMETER) if p.inputs["type"] == "SecureString"}
     assert names == {"alice--dcv-password-parameter": "/deep-learning-desktop/alice--role-abc1234/dcv-password",
                      "bob--dcv-password-parameter": "/deep-learning-desktop/bob--role-abc1234/dcv-password"}
     resources = {r.named(f"{n}--dcv-password-read").inputs["policy"] for n in ("alice", "bob")}
@@ -257,10 +259,11 @@ def test_plan_says_session_manager_only_and_hides_the_password(project, capsys, 
     assert "DcvPassword           [secret]" in out
     plan = json.loads((out_dir / "plan.json").read_text())
     assert plan["outputs"]["DcvPassword"] == "[secret]"
-    (parameter,) = [res for res in plan["resources"] if res["type"] == PARAMETER]
+    (parameter,) = [res for res in plan["resources"]
+                    if res["type"] == PARAMETER and res["inputs"]["type"] == "SecureString"]
     assert parameter["inputs"]["value"] == "[secret]"
     password = offline.fake_password("ssm-dcv-password", 24)
-    for text in [out] + [path.read_text() for path in out_dir.iterdir()]:
+    for text in [out] + [path.read_text() for path in out_dir.rglob("*") if path.is_file()]:
         assert password not in text
 
 

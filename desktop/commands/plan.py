@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import cloud_init
+from cloud_init import boot_files
 from desktop.commands import offline
 from desktop import backup, partition
 from desktop.commands.offline import Registration, Rendering
@@ -171,6 +172,8 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
     elif kind == "RandomPassword":
         out.append(f"{i.get('length'):.0f} characters (letters, digits, {i.get('overrideSpecial')}), "
                    f"value {SECRET}")
+    elif kind == "Parameter" and i.get("type") == "String":
+        out += _boot_files(i)
     elif kind == "Parameter":
         out.append(f"{i.get('type')} {i.get('name')}, value {SECRET}")
     elif kind == "LifecyclePolicy":
@@ -216,6 +219,26 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
     if outside:
         out.append(f"tags set outside Pulumi, which pulumi up leaves as they are: {', '.join(outside)}")
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A value the provider's SDK wrapped as a secret (every parameter value), unwrapped:
+    the boot files are no secret, and a reviewer should see them."""
+    return value.get("value") if isinstance(value, dict) else value
+
+
+def _boot_files(i: dict) -> list[str]:
+    """The boot files' parameter: its tier, the payload's size, the files it carries."""
+    value = _plain(i.get("value")) or ""
+    tier = boot_files.tier(value)
+    cost = "free" if tier == "Standard" else "$0.05 a month"
+    files = ", ".join(f"{name} ({mode:04o}, {len(text.encode()):,} bytes)"
+                      for name, (mode, text) in boot_files.unpack(value).items())
+    return [
+        f"String {i.get('name')}, tier {i.get('tier')}: {tier} for a value of {len(value):,} characters "
+        f"(Standard holds {boot_files.STANDARD_LIMIT:,}, Advanced {boot_files.ADVANCED_LIMIT:,}), {cost}",
+        f"the files the boot installs, as base64 of a tar.gz: {files}",
+    ]
 
 
 def _idle_policy(inputs: dict) -> str:
@@ -357,6 +380,16 @@ def write_out(rendering: Rendering, directory: Path) -> list[Path]:
         path = directory / name
         path.write_text(text)
         written.append(path)
+    # The files the boot installs, as the boot files' parameter carries them.
+    for parameter in rendering.of_type("aws:ssm/parameter:Parameter"):
+        if parameter.inputs.get("type") != "String":
+            continue
+        for name, (mode, text) in boot_files.unpack(_plain(parameter.inputs["value"])).items():
+            path = directory / "boot-files" / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            path.chmod(mode)
+            written.append(path)
     return written
 
 
