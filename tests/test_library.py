@@ -275,8 +275,10 @@ def test_the_readme_example_runs_two_desktops_sharing_one_efs_in_a_new_vpc():
     assert efs.name == "alice--efs"
     (target,) = r.of_type(MOUNT_TARGET)
     assert target.inputs["subnetId"] == subnet.id
-    (alice_group,) = r.of_type(SG)[:1]
-    assert alice_group.name == "alice--sg" and alice_group.inputs["vpcId"] == vpc.id
+    # Two groups, alice's and the one of her EFS mount target; none of bob's own.
+    assert {group.name for group in r.of_type(SG)} == {"alice--sg", "alice--efs-sg"}
+    alice_group = r.named("alice--sg")
+    assert alice_group.inputs["vpcId"] == vpc.id
     instances = {reg.name: reg for reg in r.of_type(INSTANCE)}
     assert set(instances) == {"alice--instance", "bob--instance"}
     for instance in instances.values():
