@@ -33,18 +33,24 @@ HZ = 100
 PYTHON = os.environ.get("IDLE_AGENT_PYTHON", sys.executable)
 TOKEN = "imds-token-for-tests"
 
-_STUB = r"""#!/bin/bash
+_STUB = r"""#!/bin/sh
+# POSIX sh with builtins only on the usual path: the agent calls a stub twice a run and
+# the tests run it about a thousand times (bash and cat would double the stubs' cost).
 name="${0##*/}"
 printf '%s %s\n' "$name" "$*" >>"$STUB_DIR/calls"
-if [[ -f "$STUB_DIR/$name.sleep" ]]; then sleep "$(<"$STUB_DIR/$name.sleep")"; fi
+if [ -f "$STUB_DIR/$name.sleep" ]; then read -r seconds <"$STUB_DIR/$name.sleep"; sleep "$seconds"; fi
 # One answer per call from a .seq file, then the .out file.
-if [[ -s "$STUB_DIR/$name.seq" ]]; then
+if [ -s "$STUB_DIR/$name.seq" ]; then
   head -n 1 "$STUB_DIR/$name.seq"
   sed -i 1d "$STUB_DIR/$name.seq"
   exit 0
 fi
-if [[ -f "$STUB_DIR/$name.rc" ]]; then exit "$(<"$STUB_DIR/$name.rc")"; fi
-if [[ -f "$STUB_DIR/$name.out" ]]; then cat "$STUB_DIR/$name.out"; fi
+if [ -f "$STUB_DIR/$name.rc" ]; then read -r code <"$STUB_DIR/$name.rc"; exit "$code"; fi
+# Every line of the .out file (a last line without a newline gets one, as the real
+# commands end their output).
+if [ -f "$STUB_DIR/$name.out" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done <"$STUB_DIR/$name.out"
+fi
 exit 0
 """
 

@@ -44,6 +44,10 @@ def moto_server():
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(ServiceQuotasResponse, "get_aws_default_service_quota",
                             ServiceQuotasResponse.get_service_quota, raising=False)
+        # moto's EC2 backend loads its thousands of sample AMIs at every reset (a sixth of
+        # the moto tests' CPU); the desktop's images are the ones a test registers
+        # (add_image), so the samples are left out.
+        monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
