@@ -3,13 +3,14 @@
 The desktop around the agent is faked where the agent looks: ``/proc`` and ``/sys``
 files under ``DLD_ROOT`` that :meth:`Desktop.minute` advances, stub ``dcv``,
 ``nvidia-smi`` and ``systemctl`` on PATH, and a local IMDSv2 server on 127.0.0.1. The
-clock is Debian's ``faketime`` (libfaketime) around each run, so the agent's own
+clock is Debian's libfaketime (of ``faketime``), preloaded into each run, so the agent's own
 ``time.time()`` sees the simulated time. Used by tests/test_idle_agent.py and by the
 benchmarks.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -60,6 +61,20 @@ def faketime() -> str:
     found = shutil.which("faketime")
     assert found, "faketime is required (Debian package faketime); tests/run installs it"
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def libfaketime() -> str:
+    """The LD_PRELOAD with which the faketime program loads libfaketime, asked of it once.
+
+    Runs load libfaketime this way rather than through the faketime program: the program
+    makes a POSIX semaphore and shared memory named after its pid, which a run killed with
+    SIGKILL leaves in /dev/shm, and a later faketime that gets that pid again fails with
+    "sem_open: File exists" (tests flaked so). A stopped clock needs no shared memory."""
+    done = subprocess.run([faketime(), "-f", "2000-01-01 00:00:00", "/usr/bin/printenv", "LD_PRELOAD"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "libfaketime" in done.stdout, done.stdout + done.stderr
+    return done.stdout.strip()
 
 
 class Imds:
@@ -233,16 +248,17 @@ class Desktop:
             "STUB_DIR": str(self.stubs),
         }
 
-    def clock(self) -> list[str]:
-        """faketime with the clock stopped at the simulated time: every reading of a run sees it."""
-        return [faketime(), "-f", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))]
+    def clock(self) -> dict[str, str]:
+        """The environment of libfaketime with the clock stopped at the simulated time (an
+        absolute FAKETIME stops it): every reading of a run, its children's too, sees it."""
+        return {"LD_PRELOAD": libfaketime(), "FAKETIME": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))}
 
     def run(self, *args: str, program: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess:
         """Run the agent (or keep-awake) once at the simulated time."""
-        command = [*self.clock(), PYTHON, "-IS", str(program or self.agent), *args]
-        return subprocess.run(command, env={**self.env(), **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        command = [PYTHON, "-IS", str(program or self.agent), *args]
+        return subprocess.run(command, env={**self.env(), **self.clock(), **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout, check=False)
 
     def minute(self, *, cores: float = 0.0, mbit: float = 0.0, seconds: int = 60) -> subprocess.CompletedProcess:
         """Let `seconds` of this activity pass (CPU cores busy, Mbit/s received), then run the agent."""
