@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import http.server
 import json
 import threading
@@ -48,6 +49,12 @@ def moto_server():
         # the moto tests' CPU); the desktop's images are the ones a test registers
         # (add_image), so the samples are left out.
         monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        # CreateKeyPair makes a new 2048-bit RSA key, and every seeded account creates one:
+        # one key, made once, serves them all (nothing reads a key pair's material).
+        from moto.ec2.models import key_pairs
+
+        monkeypatch.setattr(key_pairs, "random_rsa_key_pair", functools.lru_cache(maxsize=None)(
+            key_pairs.random_rsa_key_pair))
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
