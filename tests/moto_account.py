@@ -55,6 +55,12 @@ def moto_server():
 
         monkeypatch.setattr(key_pairs, "random_rsa_key_pair", functools.lru_cache(maxsize=None)(
             key_pairs.random_rsa_key_pair))
+        # A short poll, as the other local servers here: stopping waits for the loop to look,
+        # and every test module that imports this fixture has its own server to stop at the end.
+        from werkzeug.serving import BaseWSGIServer
+
+        monkeypatch.setattr(BaseWSGIServer, "serve_forever",
+                            functools.partialmethod(BaseWSGIServer.serve_forever, poll_interval=0.05))
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
