@@ -48,8 +48,13 @@ name="${0##*/}"
   for arg in "$@"; do printf '\t%s' "$arg"; done
   printf '\n'
 } >>"$STUB_LOG"
-# What /etc/motd said when this command last ran.
-if [[ -f "$DLD_ROOT/etc/motd" ]]; then cp "$DLD_ROOT/etc/motd" "$STUB_STATE/motd.$name"; fi
+# What /etc/motd said when this command last ran (copied with builtins: a boot calls
+# stubs dozens of times, and a cp for each was a fifth of the boot's processes).
+if [[ -f "$DLD_ROOT/etc/motd" ]]; then
+  motd=""
+  IFS= read -r -d '' motd <"$DLD_ROOT/etc/motd" || true
+  printf '%s' "$motd" >"$STUB_STATE/motd.$name"
+fi
 if [[ " ${STUB_FAIL:-} " == *" $name "* ]]; then exit 42; fi
 # STUB_FAILS="name:word:count ...": the first `count` calls of `name` with `word`
 # among their arguments fail (a flaky mirror, say); later ones behave.

@@ -61,4 +61,27 @@ def _share_parsed_botocore_models() -> None:
         setattr(botocore.loaders.Loader, name, load)
 
 
+
+def _share_client_methods() -> None:
+    """Making a client builds one method per operation of its service (EC2 has hundreds),
+    anew for every client of every session: a fifth of the moto tests' CPU. The methods
+    depend only on the service model, which the loaders above share; so within this test
+    process a new client class gets a copy of the methods built for the same model.
+    Every session still emits its own creating-client-class event and makes its own class."""
+    import botocore.client
+
+    built: dict = {}
+    original = botocore.client.ClientCreator._create_methods
+
+    def create_methods(self, service_model):
+        description = service_model._service_description
+        if id(description) not in built:
+            # The description is kept with the methods, so its id stays its own.
+            built[id(description)] = (description, original(self, service_model))
+        return dict(built[id(description)][1])
+
+    botocore.client.ClientCreator._create_methods = create_methods
+
+
 _share_parsed_botocore_models()
+_share_client_methods()

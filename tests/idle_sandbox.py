@@ -3,13 +3,14 @@
 The desktop around the agent is faked where the agent looks: ``/proc`` and ``/sys``
 files under ``DLD_ROOT`` that :meth:`Desktop.minute` advances, stub ``dcv``,
 ``nvidia-smi`` and ``systemctl`` on PATH, and a local IMDSv2 server on 127.0.0.1. The
-clock is Debian's ``faketime`` (libfaketime) around each run, so the agent's own
+clock is Debian's libfaketime (of ``faketime``), preloaded into each run, so the agent's own
 ``time.time()`` sees the simulated time. Used by tests/test_idle_agent.py and by the
 benchmarks.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,18 +34,24 @@ HZ = 100
 PYTHON = os.environ.get("IDLE_AGENT_PYTHON", sys.executable)
 TOKEN = "imds-token-for-tests"
 
-_STUB = r"""#!/bin/bash
+_STUB = r"""#!/bin/sh
+# POSIX sh with builtins only on the usual path: the agent calls a stub twice a run and
+# the tests run it about a thousand times (bash and cat would double the stubs' cost).
 name="${0##*/}"
 printf '%s %s\n' "$name" "$*" >>"$STUB_DIR/calls"
-if [[ -f "$STUB_DIR/$name.sleep" ]]; then sleep "$(<"$STUB_DIR/$name.sleep")"; fi
+if [ -f "$STUB_DIR/$name.sleep" ]; then read -r seconds <"$STUB_DIR/$name.sleep"; sleep "$seconds"; fi
 # One answer per call from a .seq file, then the .out file.
-if [[ -s "$STUB_DIR/$name.seq" ]]; then
+if [ -s "$STUB_DIR/$name.seq" ]; then
   head -n 1 "$STUB_DIR/$name.seq"
   sed -i 1d "$STUB_DIR/$name.seq"
   exit 0
 fi
-if [[ -f "$STUB_DIR/$name.rc" ]]; then exit "$(<"$STUB_DIR/$name.rc")"; fi
-if [[ -f "$STUB_DIR/$name.out" ]]; then cat "$STUB_DIR/$name.out"; fi
+if [ -f "$STUB_DIR/$name.rc" ]; then read -r code <"$STUB_DIR/$name.rc"; exit "$code"; fi
+# Every line of the .out file (a last line without a newline gets one, as the real
+# commands end their output).
+if [ -f "$STUB_DIR/$name.out" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done <"$STUB_DIR/$name.out"
+fi
 exit 0
 """
 
@@ -54,6 +61,20 @@ def faketime() -> str:
     found = shutil.which("faketime")
     assert found, "faketime is required (Debian package faketime); tests/run installs it"
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def libfaketime() -> str:
+    """The LD_PRELOAD with which the faketime program loads libfaketime, asked of it once.
+
+    Runs load libfaketime this way rather than through the faketime program: the program
+    makes a POSIX semaphore and shared memory named after its pid, which a run killed with
+    SIGKILL leaves in /dev/shm, and a later faketime that gets that pid again fails with
+    "sem_open: File exists" (tests flaked so). A stopped clock needs no shared memory."""
+    done = subprocess.run([faketime(), "-f", "2000-01-01 00:00:00", "/usr/bin/printenv", "LD_PRELOAD"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0 and "libfaketime" in done.stdout, done.stdout + done.stderr
+    return done.stdout.strip()
 
 
 class Imds:
@@ -227,16 +248,17 @@ class Desktop:
             "STUB_DIR": str(self.stubs),
         }
 
-    def clock(self) -> list[str]:
-        """faketime with the clock stopped at the simulated time: every reading of a run sees it."""
-        return [faketime(), "-f", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))]
+    def clock(self) -> dict[str, str]:
+        """The environment of libfaketime with the clock stopped at the simulated time (an
+        absolute FAKETIME stops it): every reading of a run, its children's too, sees it."""
+        return {"LD_PRELOAD": libfaketime(), "FAKETIME": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))}
 
     def run(self, *args: str, program: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess:
         """Run the agent (or keep-awake) once at the simulated time."""
-        command = [*self.clock(), PYTHON, "-IS", str(program or self.agent), *args]
-        return subprocess.run(command, env={**self.env(), **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        command = [PYTHON, "-IS", str(program or self.agent), *args]
+        return subprocess.run(command, env={**self.env(), **self.clock(), **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout, check=False)
 
     def minute(self, *, cores: float = 0.0, mbit: float = 0.0, seconds: int = 60) -> subprocess.CompletedProcess:
         """Let `seconds` of this activity pass (CPU cores busy, Mbit/s received), then run the agent."""

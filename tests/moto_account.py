@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import http.server
 import json
 import threading
@@ -44,6 +45,22 @@ def moto_server():
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(ServiceQuotasResponse, "get_aws_default_service_quota",
                             ServiceQuotasResponse.get_service_quota, raising=False)
+        # moto's EC2 backend loads its thousands of sample AMIs at every reset (a sixth of
+        # the moto tests' CPU); the desktop's images are the ones a test registers
+        # (add_image), so the samples are left out.
+        monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        # CreateKeyPair makes a new 2048-bit RSA key, and every seeded account creates one:
+        # one key, made once, serves them all (nothing reads a key pair's material).
+        from moto.ec2.models import key_pairs
+
+        monkeypatch.setattr(key_pairs, "random_rsa_key_pair", functools.lru_cache(maxsize=None)(
+            key_pairs.random_rsa_key_pair))
+        # A short poll, as the other local servers here: stopping waits for the loop to look,
+        # and every test module that imports this fixture has its own server to stop at the end.
+        from werkzeug.serving import BaseWSGIServer
+
+        monkeypatch.setattr(BaseWSGIServer, "serve_forever",
+                            functools.partialmethod(BaseWSGIServer.serve_forever, poll_interval=0.05))
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

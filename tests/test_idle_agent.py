@@ -264,9 +264,15 @@ def test_state_survives_a_restart_and_a_run_killed_midway(desktop):
     # A run hangs in a probe and is killed (as systemd's TimeoutStartSec would).
     (box.stubs / "dcv.sleep").write_text("30")
     box.advance(60)
-    command = [*box.clock(), sys.executable, "-IS", str(box.agent)]
-    run = subprocess.Popen(command, env=box.env(), start_new_session=True)
-    time.sleep(1.5)
+    command = [sys.executable, "-IS", str(box.agent)]
+    asked = len(box.calls("dcv"))
+    run = subprocess.Popen(command, env={**box.env(), **box.clock()}, start_new_session=True)
+    # Killed once it hangs in the dcv probe (the stub logs the call, then sleeps), not
+    # after a guessed delay: on a loaded machine the run may not have got that far.
+    deadline = time.monotonic() + 20
+    while len(box.calls("dcv")) == asked and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(box.calls("dcv")) == asked + 1 and run.poll() is None, "the run hangs in the dcv probe"
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     (box.stubs / "dcv.sleep").unlink()
