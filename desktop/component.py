@@ -6,8 +6,9 @@ from typing import Optional
 
 import pulumi
 
-from desktop import backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage
-from desktop.partition import current_partition
+from desktop import (
+    backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage,
+)
 from desktop.config import DesktopArgs
 from desktop.naming import check_component_name
 from desktop.partition import current_partition

@@ -16,6 +16,7 @@ from cloud_init.render import END_OF_VALUES
 from conftest import GOOD
 from desktop import ConfigError, DeepLearningDesktop, DesktopArgs
 from desktop.commands import offline
+from test_component import _Deployed
 
 INSTANCE = "aws:ec2/instance:Instance"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -98,20 +99,6 @@ def test_each_value_reaches_its_own_variable_in_the_user_data(run_main):
 
 KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"
 NEWEST = "ami-0bbbbbbbbbbbbbbbb"
-
-
-class _Deployed(offline.AccountMocks):
-    """An account whose desktop was created earlier: the instance reports ``kept``."""
-
-    def __init__(self, kept: dict, **account):
-        super().__init__(**account)
-        self.kept = kept
-
-    def new_resource(self, args):
-        rid, state = super().new_resource(args)
-        if args.typ == INSTANCE:
-            state.update(self.kept)
-        return rid, state
 
 
 def test_a_provider_given_to_the_component_makes_every_resource_and_lookup():

@@ -15,7 +15,7 @@ import pytest
 import cloud_init
 from conftest import GOOD, ROOT
 from desktop import config
-from desktop.commands import offline, stack_file
+from desktop.commands import offline
 from desktop.commands.cli import main
 
 
