@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:
 
 from desktop.commands import offline  # noqa: E402
 from desktop.config import PROJECT  # noqa: E402
+# One moto server per test process (per xdist worker), shared by every module that uses
+# moto: each module resets it to an empty account through moto's API.
+from tests.moto_account import moto_server  # noqa: E402,F401
 
 GOOD = {
     "s3Bucket": "my-dl-data",

@@ -5,7 +5,8 @@ commands reach AWS. moto's server runs in this process, so where moto cannot
 express a state (the Deep Learning AMI's public SSM parameters, EC2 vCPU quotas,
 an instance's console output) the helpers below set it in moto's backend directly.
 
-Import the fixtures into a test module: ``from tests.moto_account import moto_server, aws_env``.
+Import the fixtures into a test module: ``from tests.moto_account import aws_env`` (the server itself,
+``moto_server``, is one per test process: tests/conftest.py provides it).
 """
 
 from __future__ import annotations

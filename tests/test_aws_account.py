@@ -7,7 +7,7 @@ import pytest
 
 from desktop.commands import aws
 from desktop.commands.errors import CommandError
-from tests.moto_account import aws_env, moto_server  # noqa: F401
+from tests.moto_account import aws_env  # noqa: F401
 
 OPERATOR = "arn:aws:iam::123456789012:role/desktop-operator"
 OTHER_ACCOUNT = "arn:aws:iam::111122223333:role/desktop-deployer"

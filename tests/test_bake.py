@@ -10,7 +10,7 @@ import pytest
 from desktop.commands import aws, bake
 from desktop.commands.cli import main
 from tests.moto_account import (  # noqa: F401
-    add_image, aws_env, backend, client, console, moto_server, set_state, write_stack,
+    add_image, aws_env, backend, client, console, set_state, write_stack,
 )
 from tests.test_operate import BANNER, Clock, stage
 

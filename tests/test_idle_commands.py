@@ -18,7 +18,7 @@ from desktop.commands import idle, operate
 from desktop.commands.aws import CLIENT_CONFIG
 from desktop.commands.cli import main
 from tests.moto_account import (  # noqa: F401
-    REGION, add_image, aws_env, backend, client, console, moto_server, throttling_endpoint, write_stack,
+    REGION, add_image, aws_env, backend, client, console, throttling_endpoint, write_stack,
 )
 
 BANNER = "[    0.000000] Linux version 6.8.0-1021-aws (buildd@lcy02-amd64-030) #23-Ubuntu SMP\n"

@@ -12,7 +12,7 @@ import yaml
 
 from desktop.commands.cli import main
 from desktop.commands.stack_file import read_stack
-from tests.moto_account import REGION, aws_env, client, moto_server  # noqa: F401
+from tests.moto_account import REGION, aws_env, client  # noqa: F401
 
 MY_IP = "198.51.100.23"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from desktop.commands import operate
-from tests.moto_account import add_image, aws_env, client, console, moto_server  # noqa: F401
+from tests.moto_account import add_image, aws_env, client, console  # noqa: F401
 
 TEXT = "[   42.1] cloud-init[1234]: deep-learning-desktop: installing dcv server\n"
 

@@ -13,7 +13,7 @@ from desktop.commands.aws import CLIENT_CONFIG
 from desktop.commands.preflight import quota_for
 from tests import fake_plugin
 from tests.moto_account import (
-    DLAMI_PARAMETER, REGION, add_image, as_iam_user, client, moto_module, moto_server,  # noqa: F401
+    DLAMI_PARAMETER, REGION, add_image, as_iam_user, client, moto_module,  # noqa: F401
     seed_good_account, set_ec2_quota, throttling_endpoint, write_stack,
 )
 

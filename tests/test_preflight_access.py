@@ -10,7 +10,7 @@ import pytest
 
 from desktop.commands import aws, preflight as checks
 from desktop.commands.cli import main
-from tests.moto_account import REGION, as_iam_user, client, moto_module, moto_server  # noqa: F401
+from tests.moto_account import REGION, as_iam_user, client, moto_module  # noqa: F401
 from tests.test_preflight import account, line, preflight, statuses  # noqa: F401 (fixtures)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from desktop.commands.cli import main
-from tests.moto_account import aws_env, client, moto_server, seed_good_account, write_stack  # noqa: F401
+from tests.moto_account import aws_env, client, seed_good_account, write_stack  # noqa: F401
 
 
 @pytest.fixture

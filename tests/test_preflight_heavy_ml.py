@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from desktop.commands.cli import main
 from desktop.commands.preflight import FAIL, PASS, WARN, Account, check_capacity_reservation
 from desktop.config import DesktopArgs
-from tests.moto_account import client, moto_module, moto_server, seed_good_account, write_stack  # noqa: F401
+from tests.moto_account import client, moto_module, seed_good_account, write_stack  # noqa: F401
 
 RESERVATION = "cr-0123456789abcdef0"
 SUBNET = "subnet-0123456789abcdef0"

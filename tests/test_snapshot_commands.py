@@ -14,7 +14,7 @@ from botocore.stub import ANY, Stubber
 
 from desktop.commands import operate, snapshots
 from desktop.commands.cli import main
-from tests.moto_account import REGION, add_image, aws_env, client, moto_server, write_stack  # noqa: F401
+from tests.moto_account import REGION, add_image, aws_env, client, write_stack  # noqa: F401
 
 TAG = "DeepLearningDesktop"
 

@@ -19,7 +19,7 @@ from botocore.stub import ANY, Stubber
 from desktop.commands import aws, ssm
 from desktop.commands.cli import main
 from tests import fake_plugin
-from tests.moto_account import REGION, add_image, aws_env, client, moto_server, write_stack  # noqa: F401
+from tests.moto_account import REGION, add_image, aws_env, client, write_stack  # noqa: F401
 
 SESSION = {
     "SessionId": "alice-0a1b2c3d4e5f60718",
