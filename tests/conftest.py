@@ -88,3 +88,17 @@ def _share_client_methods() -> None:
 
 _share_parsed_botocore_models()
 _share_client_methods()
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A factory of boot sandboxes (tests/boot_sandbox.py), one scratch root each."""
+    from boot_sandbox import Sandbox
+
+    made = []
+
+    def make(**options):
+        made.append(Sandbox(tmp_path / f"sandbox{len(made) + 1}", **options))
+        return made[-1]
+
+    return make

@@ -20,18 +20,6 @@ CODENAMES = {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}
 PLATFORMS = [(version, arch) for version in CODENAMES for arch in ("x86_64", "aarch64")]
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    count = 0
-
-    def make(**options) -> Sandbox:
-        nonlocal count
-        count += 1
-        return Sandbox(tmp_path / f"sandbox{count}", **options)
-
-    return make
-
-
 def lustre_lines(box: Sandbox) -> list[str]:
     return [line for line in box.read("/etc/fstab").splitlines() if " lustre " in line]
 

@@ -30,19 +30,6 @@ SCENARIOS = {
 DCV_OS = {"20.04": "ubuntu2004", "22.04": "ubuntu2204", "24.04": "ubuntu2404"}
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    """A factory of sandboxes, one scratch root each."""
-    count = 0
-
-    def make(**options) -> Sandbox:
-        nonlocal count
-        count += 1
-        return Sandbox(tmp_path / f"sandbox{count}", **options)
-
-    return make
-
-
 @pytest.fixture(params=sorted(SCENARIOS))
 def scenario(request, sandbox):
     return request.param, sandbox(**SCENARIOS[request.param])

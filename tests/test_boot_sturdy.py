@@ -37,18 +37,6 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    count = 0
-
-    def make(**options) -> Sandbox:
-        nonlocal count
-        count += 1
-        return Sandbox(tmp_path / f"sandbox{count}", **options)
-
-    return make
-
-
 def apt_calls(boot: Boot) -> list[list[str]]:
     return boot.named("apt-get", "apt")
 

@@ -20,6 +20,7 @@ from desktop.commands.cli import main
 from tests.moto_account import (  # noqa: F401
     REGION, add_image, aws_env, backend, client, console, throttling_endpoint, write_stack,
 )
+from tests.test_operate import Clock
 
 BANNER = "[    0.000000] Linux version 6.8.0-1021-aws (buildd@lcy02-amd64-030) #23-Ubuntu SMP\n"
 LAUNCH = datetime.datetime(2026, 11, 27, 22, 0, tzinfo=datetime.timezone.utc)
@@ -28,22 +29,6 @@ NOW = LAUNCH.timestamp() + 90 * 60  # 1h30m after the last start
 
 def line(text: str) -> str:
     return f"[   42.1] cloud-init[1234]: deep-learning-desktop: {text}\n"
-
-
-class Clock:
-    """A fake monotonic clock for `wait`; each sleep plays the next scripted event."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.events = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        if self.events:
-            self.events.pop(0)()
 
 
 @pytest.fixture
