@@ -105,6 +105,20 @@ class Account:
                 raise
         return self._once("subnet", fetch)
 
+    def given_group(self) -> Optional[dict]:
+        """The given ``securityGroupId``, or None when it does not exist (or none is given)."""
+        def fetch():
+            group_id = self.args.security_group_id
+            if not group_id:
+                return None
+            try:
+                return self.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+            except botocore.exceptions.ClientError as error:
+                if aws.code(error).startswith("InvalidGroup"):
+                    return None
+                raise
+        return self._once("given_group", fetch)
+
     def instance_type(self) -> Optional[dict]:
         """DescribeInstanceTypes of the configured type, or None when EC2 has no such type."""
         def fetch():
@@ -377,14 +391,9 @@ def _check_efa_group(account: Account) -> Iterable[Result]:
     """EFA traffic needs all traffic in and out within the interface's group. The group the
     program creates has those rules; a given one is checked here."""
     group_id = account.args.security_group_id
-    if not group_id:
-        return
-    try:
-        group = account.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    except botocore.exceptions.ClientError as error:
-        if not aws.code(error).startswith("InvalidGroup"):
-            raise
-        return  # reported by check_security_group
+    group = account.given_group()
+    if group is None:
+        return  # none given, or reported by check_security_group
 
     def to_itself(permissions: list[dict]) -> bool:
         return any(p.get("IpProtocol") == "-1" and any(pair.get("GroupId") == group_id
@@ -492,11 +501,8 @@ def check_security_group(account: Account) -> Iterable[Result]:
     group_id = args.security_group_id
     if not group_id:
         return
-    try:
-        group = account.ec2().describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    except botocore.exceptions.ClientError as error:
-        if not aws.code(error).startswith("InvalidGroup"):
-            raise
+    group = account.given_group()
+    if group is None:
         yield Result(FAIL, f"security group {group_id} does not exist in {account.aws.region}: "
                            "set securityGroupId, or unset it to have one created")
         return
