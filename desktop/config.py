@@ -106,6 +106,10 @@ class DesktopArgs:
     fsx_mount_path: str = "/home/ubuntu/fsx"
     capacity_reservation_id: Optional[str] = None
     efa: bool = False
+    spot: bool = False
+    spot_max_price: Optional[str] = None
+    budget_monthly_usd: int = 0
+    budget_email: Optional[str] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -123,6 +127,8 @@ class DesktopArgs:
             problems.append(Problem(
                 SETTINGS_BY_FIELD["fsx_mount_path"].key, self.fsx_mount_path,
                 f"a path neither equal to nor nested with efsMountPath {self.efs_mount_path!r}"))
+        if not problems:
+            problems += _combination_problems(self)
         if problems:
             raise ConfigError(problems)
         if self.access_cidr is not None:
@@ -144,6 +150,32 @@ class DesktopArgs:
                 "(`pulumi config rm accessCidr`: no open port, Session Manager only)"
             ]
         return []
+
+
+def _combination_problems(args: "DesktopArgs") -> list[Problem]:
+    """Keys that are valid alone but not together (or not alone)."""
+    key = {field: SETTINGS_BY_FIELD[field].key for field in
+           ("spot", "spot_max_price", "capacity_reservation_id", "budget_monthly_usd", "budget_email")}
+    problems = []
+    if args.spot and args.capacity_reservation_id:
+        # EC2 launches into a reservation on demand (or with the capacity-block market type):
+        # a Spot request cannot target one.
+        problems.append(Problem(
+            key["spot"], True,
+            f"false while {key['capacity_reservation_id']} is set ({args.capacity_reservation_id}): a Spot "
+            "desktop cannot run in a capacity reservation or Capacity Block; unset one of the two"))
+    if args.spot_max_price is not None and not args.spot:
+        problems.append(Problem(key["spot_max_price"], args.spot_max_price,
+                                f"no value unless {key['spot']} is true (it caps the Spot price)"))
+    if bool(args.budget_monthly_usd) != (args.budget_email is not None):
+        # Named by the key that is set, the other one said: a budget needs both.
+        given, missing = (("budget_monthly_usd", "budget_email") if args.budget_monthly_usd
+                          else ("budget_email", "budget_monthly_usd"))
+        problems.append(Problem(
+            key[given], getattr(args, given),
+            f"{SETTINGS_BY_FIELD[given].expected}, set together with {key[missing]} (a budget needs both: "
+            f"`pulumi config set {key[missing]} ...`, or unset {key[given]})"))
+    return problems
 
 
 def _known_later(value: Any) -> bool:

@@ -110,3 +110,20 @@ def valid_time_of_day(v: str) -> bool:
 def nested(a: str, b: str) -> bool:
     """Whether two absolute paths are equal or one lies inside the other."""
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+_PRICE = re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,6})?")
+
+
+def valid_price(v: str) -> bool:
+    """A positive decimal amount of USD per hour, e.g. 0.45 (no sign, no exponent, no 'NaN')."""
+    return isinstance(v, str) and _PRICE.fullmatch(v) is not None and float(v) > 0
+
+
+# Deliberately plain: one address, no display name, no list; the domain has a dot.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+
+
+def valid_email(v: str) -> bool:
+    return isinstance(v, str) and len(v) <= 254 and _EMAIL.fullmatch(v) is not None

@@ -100,6 +100,18 @@ SETTINGS: tuple[Setting, ...] = (
              "Capacity reservation or Capacity Block for ML the instance runs in; empty = none."),
     _setting("efa", "efa", "(new)", "boolean", rules.boolean(),
              "Elastic Fabric Adapter as the primary network interface (types that support it)."),
+    _setting("spot", "spot", "(new)", "boolean", rules.boolean(),
+             "Run on Spot: a persistent request whose interruption stops the desktop (disk kept). "
+             "Changing it replaces the instance."),
+    _setting("spotMaxPrice", "spot_max_price", "(new)", "string",
+             ("a positive decimal amount of USD per hour, e.g. 0.45", rules.valid_price),
+             "Highest Spot price per hour in USD (only with spot); empty = up to the on-demand price."),
+    _setting("budgetMonthlyUsd", "budget_monthly_usd", "(new)", "integer",
+             rules.whole_number(1, 1000000, "USD", zero_means="no budget"),
+             "Monthly AWS Budgets limit in USD for this desktop's cost (with budgetEmail); 0 = no budget."),
+    _setting("budgetEmail", "budget_email", "(new)", "string",
+             ("one e-mail address, e.g. me@example.com", rules.valid_email),
+             "Who the budget e-mails at 80% of the forecast and 100% of the actual (with budgetMonthlyUsd)."),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

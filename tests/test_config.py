@@ -47,6 +47,12 @@ BAD = [
     ("fsxMountPath", "fsx"), ("fsxMountPath", "/mnt/f s"),
     ("capacityReservationId", "cr-12"), ("capacityReservationId", "cb-0123456789abcdef0"),
     ("efa", "enabled"),
+    ("spot", "sometimes"),
+    ("spotMaxPrice", "-0.5"), ("spotMaxPrice", "0"), ("spotMaxPrice", "1e3"), ("spotMaxPrice", "$0.45"),
+    ("spotMaxPrice", "NaN"), ("spotMaxPrice", "0.1234567"),
+    ("budgetMonthlyUsd", "-5"), ("budgetMonthlyUsd", "12.5"), ("budgetMonthlyUsd", "1000001"),
+    ("budgetEmail", "me"), ("budgetEmail", "me@localhost"), ("budgetEmail", "a@b.com,c@d.com"),
+    ("budgetEmail", "Me <me@example.com>"), ("budgetEmail", "me@exa mple.com"),
 ]
 
 GOOD_EDGES = [
@@ -215,3 +221,37 @@ def test_stack_file_values_typed_by_yaml_are_accepted(tmp_path):
     stack = stack_file.read_stack("t", tmp_path)
     args = stack.parse().args
     assert stack.region == "eu-west-1" and args.public_ip is False and args.ebs_volume_size == 500
+
+
+# --- keys that only go together (or not at all) ------------------------------------
+
+def test_spot_with_a_capacity_reservation_names_both_keys():
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, "spot": "true", "capacityReservationId": "cr-0123456789abcdef0"})
+    (problem,) = caught.value.problems
+    assert problem.key == "spot" and "capacityReservationId" in problem.expected
+    assert "cr-0123456789abcdef0" in problem.expected
+
+
+def test_a_spot_max_price_needs_spot():
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, "spotMaxPrice": "0.45"})
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.value) == ("spotMaxPrice", "0.45") and "spot" in problem.expected
+    args = parse({**GOOD, "spot": "true", "spotMaxPrice": "0.45"}).args
+    assert (args.spot, args.spot_max_price) == (True, "0.45")
+
+
+@pytest.mark.parametrize("given,missing", [
+    ({"budgetMonthlyUsd": "200"}, "budgetEmail"), ({"budgetEmail": "me@example.com"}, "budgetMonthlyUsd")])
+def test_a_budget_needs_both_its_keys(given, missing):
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, **given})
+    (problem,) = caught.value.problems
+    assert problem.key == next(iter(given)) and missing in problem.expected
+
+
+def test_a_budget_with_both_keys_and_no_budget_by_default():
+    args = parse({**GOOD, "budgetMonthlyUsd": "200", "budgetEmail": "me@example.com"}).args
+    assert (args.budget_monthly_usd, args.budget_email) == (200, "me@example.com")
+    assert parse(GOOD).args.budget_monthly_usd == 0 and parse(GOOD).args.budget_email is None
