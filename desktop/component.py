@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 
 from desktop import (
-    backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage,
+    backup, boot_files, budget, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage,
 )
 from desktop.config import DesktopArgs
 from desktop.naming import check_component_name
@@ -51,20 +51,25 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         partition = current_partition(self)
         security_group_id = network.security_group(name, args, self)
-        files = storage.file_system(name, args, security_group_id, self)
         role = identity.desktop_role(name, args, partition, self)
+        # The root volume's tag, on everything else that costs money too (desktop/cost_tag.py).
+        volume_tags = backup.root_volume_tags(role.role)
+        files = storage.file_system(name, args, security_group_id, self, cost_tag=volume_tags)
         ami = image.resolve(args, self)
         password = dcv_password.dcv_password(name, role, partition, self)
         files_for_boot = boot_files.boot_files(name, role, self)
-        fsx = lustre.file_system(name, args, security_group_id, self)
-        interface = efa.interface(name, args, security_group_id, self)
-        volume_tags = backup.root_volume_tags(role.role)
+        fsx = lustre.file_system(name, args, security_group_id, self, cost_tag=volume_tags)
+        interface = efa.interface(name, args, security_group_id, self, cost_tag=volume_tags)
+        where = capacity.resolve(args, self)
         desktop = instance.desktop_instance(
             name, args, image=ami, identity=role, security_group_id=security_group_id,
             storage=files, dcv_password=password, partition=partition, parent=self,
-            lustre=fsx, efa=interface, capacity=capacity.resolve(args, self), root_volume_tags=volume_tags,
-            boot_files=files_for_boot,
+            lustre=fsx, efa=interface, capacity=where, root_volume_tags=volume_tags,
+            boot_files=files_for_boot, cost_tag=volume_tags,
         )
+        #: Where the instance runs (``capacity.is_block``, ``capacity.end_date``, ``capacity.spot``).
+        self.capacity = where
+        self.budget = budget.monthly_budget(name, args, role.role.name, self)
         self.snapshots = backup.daily_snapshots(
             name, args, volume_tags=volume_tags, architecture=ami.architecture, partition=partition, parent=self)
         self.efs_backup_policy = backup.efs_backup(name, args, files, self)

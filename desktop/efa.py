@@ -16,12 +16,13 @@ list here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
 
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
+from desktop.cost_tag import with_cost_tag
 from desktop.naming import child
 
 
@@ -34,7 +35,7 @@ class Efa:
 
 
 def interface(name: str, args: DesktopArgs, security_group_id: pulumi.Input[str],
-              parent: pulumi.Resource) -> Optional[Efa]:
+              parent: pulumi.Resource, cost_tag: Optional[pulumi.Input[Mapping[str, str]]] = None) -> Optional[Efa]:
     """The EFA primary interface (None when ``efa`` is false); a ConfigError when the type has no EFA."""
     if not args.efa:
         return None
@@ -55,7 +56,8 @@ def interface(name: str, args: DesktopArgs, security_group_id: pulumi.Input[str]
     if not args.public_ip:
         return Efa(eni, None)
     eip_child = child(name, "eip", parent)
-    eip = aws.ec2.Eip(eip_child.name, domain="vpc", network_interface=eni.id, tags={"Name": name},
+    eip = aws.ec2.Eip(eip_child.name, domain="vpc", network_interface=eni.id,
+                      tags=with_cost_tag({"Name": name}, cost_tag),
                       opts=eip_child.opts)
     return Efa(eni, eip.public_ip)
 

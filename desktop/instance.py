@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Mapping, Optional
 
 import pulumi
@@ -9,7 +10,8 @@ import pulumi_aws as aws
 
 import cloud_init
 from desktop.boot_files import BootFiles
-from desktop.capacity import Capacity
+from desktop.capacity import CAPACITY_BLOCK, SPOT, Capacity
+from desktop.cost_tag import with_cost_tag
 from desktop.config import SETTINGS_BY_FIELD, ConfigError, DesktopArgs, Problem
 from desktop.dcv_password import DcvPassword
 from desktop.efa import Efa
@@ -57,8 +59,17 @@ KEEP_AWAKE_IGNORED = (f"tags.{KEEP_AWAKE_UNTIL}", f"tagsAll.{KEEP_AWAKE_UNTIL}")
 
 # Two more choices only a new instance can change, kept the same way but read differently:
 # whether the primary interface is an EFA (the instance's tag EFA_TAG, set only on an EFA
-# desktop: none means none), and the market type (`capacity-block` in a Capacity Block).
+# desktop: none means none), and the market type (`capacity-block` in a Capacity Block,
+# `spot` on Spot): instance_market_options is ForceNew in the provider's schema
+# (terraform-provider-aws ec2_instance.go), so `spot` and `spotMaxPrice` are kept too.
 # The interface is a resource of its own, so the instance also keeps its primary interface.
+#
+# What the provider reads back as instance_market_options decides what the kept value is on
+# the next `pulumi up`: for a Spot instance the Spot request (market type spot, its options);
+# for a Capacity Block instance, before terraform-provider-aws PR 48701, nothing at all (the
+# perpetual diff that PR fixed). So the market is taken from the options, else from the
+# instance's lifecycle (EC2's InstanceLifecycle: "spot", "capacity-block", or none on demand),
+# which every provider version reads: a block desktop is never taken for an on-demand one.
 EFA_TAG = "Efa"
 KEPT_ALSO = ("primaryNetworkInterface", "instanceMarketOptions", f'tags["{EFA_TAG}"]')
 
@@ -79,6 +90,7 @@ def desktop_instance(
     capacity: Capacity = Capacity(None, False),
     root_volume_tags: Optional[pulumi.Input[Mapping[str, str]]] = None,
     boot_files: Optional[BootFiles] = None,
+    cost_tag: Optional[pulumi.Input[Mapping[str, str]]] = None,
 ) -> aws.ec2.Instance:
     """The desktop instance, with the boot user data and IMDSv2 required.
 
@@ -118,6 +130,7 @@ def desktop_instance(
         IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
         **({EFA_TAG: "true"} if efa else {}),
     }
+    tags = with_cost_tag(tags, cost_tag)
     depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])
     if lustre:
         depends_on.append(lustre.file_system)  # the boot mounts it
@@ -178,9 +191,10 @@ def _check_kept_values(instance: aws.ec2.Instance, args: DesktopArgs, image: Ima
     # The wanted values may be outputs of other resources (a subnet the program creates).
     wanted = pulumi.Output.all(*[getattr(args, field) for *_, field in always])
     pulumi.Output.all(instance.urn, instance.tags, instance.instance_market_options, wanted,
+                      instance.instance_lifecycle,
                       *[getattr(instance, attribute) for _, attribute, _ in always]).apply(
-        lambda v: _refuse_differences(v[0], always, v[4:], v[3], args, instance=instance,
-                                      also=_kept_also(v[1], v[2], args, capacity)))
+        lambda v: _refuse_differences(v[0], always, v[5:], v[3], args, instance=instance,
+                                      also=_kept_also(v[1], v[2], args, capacity, lifecycle=v[4])))
     # Apart, so that the checks above never wait for the instance state to be known.
     while_running = [kept for kept in KEPT_ON_CHANGE if kept[2] in READ_ONLY_WHILE_RUNNING]
     pulumi.Output.all(instance.urn, instance.instance_state,
@@ -225,25 +239,63 @@ def _note_newer_ami(kept: str, newest: str, move: str, instance: aws.ec2.Instanc
     )
 
 
-def _market_type(options) -> Optional[str]:
-    """The market type of the instance's market options; None (or EC2's empty answer) is on demand."""
+def _market_type(options, lifecycle: Optional[str] = None) -> Optional[str]:
+    """The market type of the instance's market options, else of its lifecycle; None (or EC2's
+    empty answer) is on demand."""
     if isinstance(options, dict):
-        return options.get("marketType") or options.get("market_type") or None
-    return getattr(options, "market_type", None) or None
+        kept = options.get("marketType") or options.get("market_type")
+    else:
+        kept = getattr(options, "market_type", None)
+    if kept:
+        return kept
+    return lifecycle if lifecycle in (CAPACITY_BLOCK, SPOT) else None
 
 
-def _kept_also(tags: Optional[dict], market_options, args: DesktopArgs, capacity: Capacity) -> list:
+def _max_price(options) -> Optional[str]:
+    """The Spot options' max price the instance keeps ("" or None: not known)."""
+    spot = (options.get("spotOptions") or options.get("spot_options")) if isinstance(options, dict) else \
+        getattr(options, "spot_options", None)
+    if isinstance(spot, dict):
+        return spot.get("maxPrice") or spot.get("max_price") or None
+    return getattr(spot, "max_price", None) or None
+
+
+def _kept_also(tags: Optional[dict], market_options, args: DesktopArgs, capacity: Capacity,
+               lifecycle: Optional[str] = None) -> list:
     """(field, wanted, the desktop's own, what it means) of the choices KEPT_ALSO keeps."""
     has_efa = (tags or {}).get(EFA_TAG) == "true"
-    kept_market = _market_type(market_options)
-    where = {None: "on demand or in an On-Demand Capacity Reservation", "capacity-block": "in a Capacity Block"}
-    return [
+    kept_market = _market_type(market_options, lifecycle)
+    where = {None: "on demand or in an On-Demand Capacity Reservation", CAPACITY_BLOCK: "in a Capacity Block",
+             SPOT: "on Spot"}
+    in_block = kept_market == CAPACITY_BLOCK
+    on_spot = kept_market == SPOT
+    replaced = ("the provider replaces the instance for any change of its market options "
+                "(instance_market_options)")
+    kept = [
         ("efa", args.efa, has_efa, f"the desktop's own {str(has_efa).lower()!r} (its primary interface "
                                    f"{'is' if has_efa else 'is not'} an EFA)"),
-        ("capacity_reservation_id", capacity.market_type, kept_market,
+        ("capacity_reservation_id", capacity.is_block, in_block,
          f"a reservation like the desktop's own: it runs {where.get(kept_market, kept_market)}, and moving "
-         f"{'out of' if kept_market else 'into'} a Capacity Block (EC2's market type capacity-block)"),
+         f"{'out of' if in_block else 'into'} a Capacity Block (EC2's market type capacity-block)"),
+        ("spot", args.spot, on_spot,
+         f"the desktop's own {str(on_spot).lower()!r} (it runs {where.get(kept_market, kept_market)}): "
+         f"{replaced}"),
     ]
+    kept_price = _max_price(market_options) if on_spot else None
+    if on_spot and args.spot and args.spot_max_price is not None and kept_price is not None \
+            and _differs(kept_price, args.spot_max_price):
+        # EC2 gives the price with six decimals ("0.450000"): compared as numbers. Unset in the
+        # config, the request's price is EC2's own default, which says nothing: not compared.
+        kept.append(("spot_max_price", args.spot_max_price, kept_price,
+                     f"the desktop's own {kept_price!r}: {replaced}"))
+    return kept
+
+
+def _differs(kept: str, wanted: str) -> bool:
+    try:
+        return Decimal(kept) != Decimal(wanted)
+    except InvalidOperation:
+        return kept != wanted
 
 
 def _refuse_differences(urn: str, checked: list, actual_values: list, wanted_values: list, args: DesktopArgs,
@@ -278,7 +330,7 @@ def _refuse_differences(urn: str, checked: list, actual_values: list, wanted_val
         if problem:
             problems.append(problem)
     for field, wanted, actual, meaning in also:
-        if actual != wanted:
+        if field == "spot_max_price" or actual != wanted:
             problems.append(Problem(
                 SETTINGS_BY_FIELD[field].key, getattr(args, field),
                 f"{meaning}: changing it needs a new instance, and the root volume with your work would go "

@@ -22,12 +22,13 @@ naming the desktop's group go, so that group can be deleted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.cost_tag import with_cost_tag
 from desktop.naming import child
 from desktop.ports import LUSTRE_PORT, LUSTRE_PORT_RANGE
 
@@ -51,7 +52,8 @@ class Lustre:
 
 
 def file_system(
-    name: str, args: DesktopArgs, desktop_security_group_id: pulumi.Input[str], parent: pulumi.Resource
+    name: str, args: DesktopArgs, desktop_security_group_id: pulumi.Input[str], parent: pulumi.Resource,
+    cost_tag: Optional[pulumi.Input[Mapping[str, str]]] = None,
 ) -> Optional[Lustre]:
     """The FSx for Lustre file system linked to ``s3Bucket``, or None when ``fsxLustre`` is false."""
     if not args.fsx_lustre:
@@ -65,6 +67,8 @@ def file_system(
         opts=group_child.opts,
     )
     _lustre_rules(name, group.id, desktop_security_group_id, parent)
+    if args.security_group_id is None:
+        _client_rules(name, group.id, desktop_security_group_id, parent)
     # The bucket may be an output of the program (a library user's own bucket).
     bucket = pulumi.Output.concat("s3://", args.s3_bucket)
     scratch = args.fsx_deployment_type == "SCRATCH_2"
@@ -81,7 +85,7 @@ def file_system(
         # The bucket root, so an export writes a file back under the key it came from.
         export_path=bucket if scratch else None,
         auto_import_policy="NEW_CHANGED_DELETED" if scratch else None,
-        tags={"Name": name},
+        tags=with_cost_tag({"Name": name}, cost_tag),
         opts=lustre_child.opts,
     )
     if not scratch:
@@ -125,3 +129,21 @@ def _lustre_rules(name: str, group_id: pulumi.Output[str], desktop_group_id: pul
             outbound = child(name, f"fsx-{role}-to-{peer}", parent, retain_on_delete=kept)
             aws.vpc.SecurityGroupEgressRule(outbound.name, description=f"Lustre to {who}", opts=outbound.opts,
                                             **common)
+
+
+def _client_rules(name: str, group_id: pulumi.Output[str], desktop_group_id: pulumi.Input[str],
+                  parent: pulumi.Resource) -> None:
+    """Lustre (TCP 988 and 1018-1023) into the desktop's own group from the file system's.
+
+    AWS's "Lustre client VPC security group rules": the client's group must admit the file
+    servers too, which connect to the client after a failover or maintenance; without these
+    rules those connections are dropped and the mount hangs. Separate rule resources (not
+    inline rules): the two groups refer to each other, and the rules are created after both.
+    Only on a group the program creates; ``preflight`` checks a given one.
+    """
+    for role, low, high in (("lustre", LUSTRE_PORT, LUSTRE_PORT), ("lustre-range", *LUSTRE_PORT_RANGE)):
+        each = child(name, f"{role}-from-fsx", parent)
+        aws.vpc.SecurityGroupIngressRule(
+            each.name, security_group_id=desktop_group_id, referenced_security_group_id=group_id,
+            ip_protocol="tcp", from_port=low, to_port=high, description="Lustre from the FSx file servers",
+            opts=each.opts)

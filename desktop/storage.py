@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
 
 from desktop.config import DesktopArgs
+from desktop.cost_tag import with_cost_tag
 from desktop.naming import child
 from desktop.ports import NFS_PORT
 
@@ -22,7 +23,8 @@ class Storage:
 
 
 def file_system(
-    name: str, args: DesktopArgs, desktop_security_group_id: pulumi.Input[str], parent: pulumi.Resource
+    name: str, args: DesktopArgs, desktop_security_group_id: pulumi.Input[str], parent: pulumi.Resource,
+    cost_tag: Optional[pulumi.Input[Mapping[str, str]]] = None,
 ) -> Storage:
     """``efsFileSystemId`` (its mount target is the owner's), or a new file system and mount target."""
     if args.efs_file_system_id is not None:
@@ -35,7 +37,7 @@ def file_system(
         files.name,
         encrypted=True,
         performance_mode="generalPurpose",
-        tags={"Name": name},
+        tags=with_cost_tag({"Name": name}, cost_tag),
         opts=files.opts,
     )
     group = child(name, "efs-sg", parent)

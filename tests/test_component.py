@@ -65,7 +65,8 @@ def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mou
     r = run_main()
     (efs,) = r.of_type(EFS)
     assert efs.inputs["encrypted"] is True and efs.inputs["performanceMode"] == "generalPurpose"
-    assert efs.inputs["tags"] == {"Name": "test"}
+    # The cost allocation tag: the root volume's, the role's name (the mock names it test--role-abc1234).
+    assert efs.inputs["tags"] == {"Name": "test", "DeepLearningDesktop": "test--role-abc1234"}
     assert efs.retain_on_delete is True
     (target,) = r.of_type(MOUNT_TARGET)
     assert target.inputs["subnetId"] == GOOD["subnetId"]
@@ -131,7 +132,8 @@ def test_instance_has_every_property_of_the_spec(run_main):
     assert i["metadataOptions"]["httpEndpoint"] == "enabled"
     # Containers on the desktop are one hop further; more hops would let IMDS answer beyond the host.
     assert i["metadataOptions"]["httpPutResponseHopLimit"] == 2
-    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30"}
+    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30",
+                         "DeepLearningDesktop": "test--role-abc1234"}
     assert i["iamInstanceProfile"] == r.named("test--profile").state["name"]
     assert i["userDataReplaceOnChange"] is False
     assert "userData" not in i

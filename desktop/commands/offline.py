@@ -97,6 +97,7 @@ class AccountMocks(pulumi.runtime.Mocks):
         images: Optional[dict[str, str]] = None,
         efa_supported: Optional[Callable[[str], bool]] = None,
         capacity_blocks: Optional[dict[str, dict]] = None,
+        failing_reservations: Optional[dict[str, str]] = None,
     ):
         self.partition = partition
         self.region = region
@@ -105,8 +106,10 @@ class AccountMocks(pulumi.runtime.Mocks):
         self.ssm_parameters = ssm_parameters
         self.images = images or {}  # AMI id -> architecture, for DescribeImages
         self.efa_supported = efa_supported or _efa_supported
-        # Capacity Block id -> its attributes; any other reservation is not a Capacity Block.
+        # Capacity Block id -> its attributes; any other reservation is an On-Demand one.
         self.capacity_blocks = capacity_blocks or {}
+        # Reservation id -> the error its lookup ends with (denied, throttled, not found).
+        self.failing_reservations = failing_reservations or {}
         self.invocations: list[Invocation] = []
 
     # -- invokes -----------------------------------------------------------
@@ -125,12 +128,18 @@ class AccountMocks(pulumi.runtime.Mocks):
                     "supportedArchitectures": self.architectures(given["instanceType"]),
                     "efaSupported": self.efa_supported(given["instanceType"])}, []
         if token == "aws:ec2/getCapacityBlockReservation:getCapacityBlockReservation":
-            block = self.capacity_blocks.get(given.get("id"))
+            wanted = given.get("id")
+            if wanted in self.failing_reservations:
+                # A failure the engine returns, as a provider's error reaches the program,
+                # not a crash of the mock.
+                return {}, [("id", self.failing_reservations[wanted])]
+            block = self.capacity_blocks.get(wanted)
             if block is None:
-                # What the data source says of any other reservation. A failure the engine
-                # returns, as a provider's error reaches the program, not a crash of the mock.
-                return {}, [("id", "no matching EC2 Capacity Block Reservation found")]
-            return {"id": given["id"], "reservationType": "capacity-block", **block}, []
+                # The data source describes any reservation (it filters on no type): an
+                # On-Demand Capacity Reservation comes back as the type "default".
+                return {"id": wanted, "reservationType": "default", "endDateType": "unlimited"}, []
+            return {"id": wanted, "reservationType": "capacity-block", "endDateType": "limited",
+                    "endDate": "2030-01-08T11:30:00Z", **block}, []
         if token == "aws:ssm/getParameter:getParameter":
             name = given["name"]
             if self.ssm_parameters is not None:
