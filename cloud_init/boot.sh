@@ -42,6 +42,9 @@ DCV_PASSWORD_RECORD="$STATE_DIR/dcv-password-version"
 # FSx for Lustre: AWS's Lustre client repository, the options AWS documents for fstab.
 FSX_REPO="https://fsx-lustre-client-repo.s3.amazonaws.com/ubuntu"
 FSX_KEY_URL="https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-ubuntu-public-key.asc"
+# AWS's Ubuntu instructions import the key above; other AWS sources use this one for the same
+# repository. Both go in the keyring (see add_lustre_repo).
+FSX_OTHER_KEY_URL="https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-main-repo-public-key.asc"
 FSX_KEYRING="/usr/share/keyrings/fsx-ubuntu-public-key.gpg"
 FSX_OPTIONS="relatime,flock,_netdev,nofail"
 FSX_FSTAB_MARK="# deep-learning-desktop FSx (rewritten at every boot)"
@@ -453,8 +456,24 @@ add_lustre_repo() {
   [[ -s "$ROOT$FSX_KEYRING" && -s "$list" ]] && return 0
   # Called where `set -e` does not hold: each step says itself whether it worked.
   mkdir -p "$STATE_DIR/fsx" "$(dirname "$ROOT$FSX_KEYRING")" || return 1
-  download "$FSX_KEY_URL" "$STATE_DIR/fsx/key.asc" || return 1
-  gpg --batch --yes --dearmor -o "$ROOT$FSX_KEYRING" "$STATE_DIR/fsx/key.asc" || return 1
+  # Which of AWS's two published keys signs the repository for this release is not said in
+  # one place: both are dearmored into the one keyring the source is signed-by, so apt accepts
+  # the release signed by either. The documented key is fetched with retries; the other once
+  # (a missing one costs a line on the console, not minutes). Neither means no repository.
+  local keys=()
+  if download "$FSX_KEY_URL" "$STATE_DIR/fsx/ubuntu.asc" &&
+    gpg --batch --yes --dearmor -o "$STATE_DIR/fsx/ubuntu.gpg" "$STATE_DIR/fsx/ubuntu.asc"; then
+    keys+=("$STATE_DIR/fsx/ubuntu.gpg")
+  fi
+  if curl -fsSL --connect-timeout 20 --max-time 120 -o "$STATE_DIR/fsx/main-repo.asc" "$FSX_OTHER_KEY_URL" &&
+    gpg --batch --yes --dearmor -o "$STATE_DIR/fsx/main-repo.gpg" "$STATE_DIR/fsx/main-repo.asc"; then
+    keys+=("$STATE_DIR/fsx/main-repo.gpg")
+  fi
+  if ((${#keys[@]} == 0)); then
+    stage "fsx: neither of AWS's Lustre repository keys could be fetched"
+    return 1
+  fi
+  cat "${keys[@]}" | write_file "$ROOT$FSX_KEYRING" || return 1
   echo "deb [signed-by=$FSX_KEYRING] $FSX_REPO $codename main" | write_file "$list" || return 1
   retry 10 30 apt_get update
 }

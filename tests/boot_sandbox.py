@@ -102,6 +102,8 @@ case "$name" in
     case "${*: -1}" in
       http://169.254.169.254/latest/api/token) [[ "${STUB_IMDS_FAIL:-0}" == 1 ]] && exit 28; echo stub-token ;;
       http://169.254.169.254/latest/meta-data/instance-id) echo "${STUB_INSTANCE_ID:-i-0123456789abcdef0}" ;;
+      # A URL that fails (curl -f's exit code for an HTTP error): STUB_CURL_FAIL holds a part of it.
+      *"${STUB_CURL_FAIL:-//no-failing-url//}"*) exit 22 ;;
       *) echo "stub content for $*" >"$out" ;;
     esac ;;
   gpg) echo "stub content for $*" >"$out" ;;

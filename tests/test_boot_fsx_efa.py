@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from boot_sandbox import Sandbox
@@ -46,7 +48,11 @@ def test_fsx_client_is_installed_once_and_mounted_through_one_fstab_line(sandbox
     key_downloads = [c for c in boots[0].named("curl")
                      if "https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-ubuntu-public-key.asc" in c]
     assert len(key_downloads) == 1
-    assert [c for c in boots[0].named("gpg") if "/usr/share/keyrings/fsx-ubuntu-public-key.gpg" in c[-2]]
+    # Both keys AWS publishes for the repository, dearmored into that one keyring.
+    dearmored = [c[-1] for c in boots[0].named("gpg") if "/fsx/" in c[-1]]
+    assert [Path(a).name for a in dearmored] == ["ubuntu.asc", "main-repo.asc"]
+    keyring = box.read("/usr/share/keyrings/fsx-ubuntu-public-key.gpg")
+    assert "fsx/ubuntu.asc" in keyring and "fsx/main-repo.asc" in keyring
     # Mounted from the fstab line at the first later boot (the sandbox keeps it mounted after).
     target = str(box.path("/home/ubuntu/fsx"))
     assert [c[-1] for c in boots[1].named("mount") if c[-1] == target] == [target]
@@ -138,3 +144,22 @@ def test_efa_off_does_not_look(sandbox):
     boot = box.boot()
     assert boot.named("fi_info") == []
     assert not any(line.startswith("deep-learning-desktop: efa") for line in box.console_lines())
+
+
+@pytest.mark.parametrize("failing,kept", [("fsx-main-repo-public-key.asc", "fsx/ubuntu.asc"),
+                                          ("fsx-ubuntu-public-key.asc", "fsx/main-repo.asc")])
+def test_the_lustre_repository_needs_only_one_of_awss_two_keys(sandbox, failing, kept):
+    box = sandbox(env={"STUB_CURL_FAIL": failing})
+    assert box.boot(**FSX).returncode == 0
+    keyring = box.read("/usr/share/keyrings/fsx-ubuntu-public-key.gpg")
+    assert kept in keyring and keyring.count("stub content for") == 1
+    assert box.read("/etc/apt/sources.list.d/fsxlustreclientrepo.list").startswith("deb [signed-by=")
+
+
+def test_without_either_key_there_is_no_repository_and_the_boot_goes_on(sandbox):
+    box = sandbox(env={"STUB_CURL_FAIL": "fsx-lustre-client-repo-public-keys"})
+    boot = box.boot(**FSX)
+    assert boot.returncode == 0
+    assert not box.path("/etc/apt/sources.list.d/fsxlustreclientrepo.list").exists()
+    assert not box.path("/usr/share/keyrings/fsx-ubuntu-public-key.gpg").exists()
+    assert "deep-learning-desktop: fsx: neither of AWS's Lustre repository keys could be fetched" in box.console_lines()
