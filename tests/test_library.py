@@ -1,5 +1,5 @@
 """The component as a library: other programs' outputs as inputs, names that never
-collide, aliases to the names of before, and the README's example, all under Pulumi mocks."""
+collide, aliases to the names of before, and the example of docs/library.md, all under Pulumi mocks."""
 
 from __future__ import annotations
 
@@ -250,18 +250,20 @@ def test_every_child_has_an_alias_to_its_old_name_so_up_renames_in_place(run_mai
     assert instance.aliases == [f"{prefix}aws:ec2/instance:Instance::test-instance"]
 
 
-# --- the README's example ----------------------------------------------------------
+# --- the example of docs/library.md ----------------------------------------------------
 
-def readme_example() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Use it as a library"):]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README's library section has a python example"
+LIBRARY_PAGE = ROOT / "docs" / "library.md"
+
+
+def library_example() -> str:
+    page = LIBRARY_PAGE.read_text()
+    match = re.search(r"```python\n(.*?)```", page, re.S)
+    assert match, "docs/library.md has a python example"
     return match.group(1)
 
 
-def test_the_readme_example_runs_two_desktops_sharing_one_efs_in_a_new_vpc():
-    r = run(lambda: exec(compile(readme_example(), "README.md", "exec"), {"__name__": "__main__"}))
+def test_the_library_example_runs_two_desktops_sharing_one_efs_in_a_new_vpc():
+    r = run(lambda: exec(compile(library_example(), str(LIBRARY_PAGE), "exec"), {"__name__": "__main__"}))
     (vpc,) = r.of_type("aws:ec2/vpc:Vpc")
     (subnet,) = r.of_type("aws:ec2/subnet:Subnet")
     (route_table,) = r.of_type("aws:ec2/routeTable:RouteTable")

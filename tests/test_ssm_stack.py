@@ -273,8 +273,8 @@ def test_plan_says_which_range_the_ports_are_open_to(project, capsys):
     assert "Access: SSH (22) and DCV (8443) open from 198.51.100.0/24" in capsys.readouterr().out
 
 
-def test_the_readmes_rotation_command_names_the_password_resource(run_main):
-    readme = (ROOT / "README.md").read_text()
-    (template,) = re.findall(r"pulumi up --replace '(urn:[^']+)'", readme)
+def test_the_documented_rotation_command_names_the_password_resource(run_main):
+    page = (ROOT / "docs" / "connect.md").read_text()
+    (template,) = re.findall(r"pulumi up --replace '(urn:[^']+)'", page)
     (generated,) = run_main().of_type(RANDOM_PASSWORD)
     assert template.replace("<stack>", "test") == generated.urn

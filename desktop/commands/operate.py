@@ -1,8 +1,8 @@
 """``python -m desktop wait | connect | stop | start``: follow and use the desktop.
 
-The instance comes from ``pulumi stack output --json`` (``DesktopInstanceId``) when
-the Pulumi CLI is on PATH, or from ``--instance-id``. The region is chosen as for
-``pulumi up`` (see :mod:`desktop.commands.aws`).
+Which desktop (``--stack``, ``--instance-id``, ``--project-dir``) is
+:mod:`desktop.commands.target`'s; the names below are kept here for the commands that
+use them through this module.
 """
 
 from __future__ import annotations
@@ -10,24 +10,22 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import json
 import re
-import shlex
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import botocore.exceptions
 
-from desktop.commands import aws
+from desktop.commands import aws, ssm
+from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
-from desktop.commands.stack_file import PROJECT_DIR, StackNotFound, read_stack
+from desktop.commands.stack_file import PROJECT_DIR  # noqa: F401 (used through this module)
+from desktop.commands.target import USER, Desktop, common_arguments, desktop, running
+from desktop.commands.target import region_of  # noqa: F401 (snapshots uses it through this module)
 from desktop.ports import DCV_PORT
 
-USER = "ubuntu"
 READY = "ready"
 FAILED = "failed"  # the boot script's stage when it gives up: "failed: ..." or "failed during ..."
 STAGE_LINE = re.compile(r"deep-learning-desktop: *(?P<stage>[^\r\n]*?)\s*$", re.MULTILINE)
@@ -62,99 +60,6 @@ def elapsed(seconds: float) -> str:
     """``12m05s``-style text of a number of seconds."""
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
-
-
-# ---------------------------------------------------------------------------
-# Which desktop, in which region.
-
-def _pulumi_outputs(stack: str, project_dir: Path) -> dict:
-    """``pulumi stack output --json`` of ``stack``."""
-    command = ["pulumi", "stack", "output", "--json", "--stack", stack]
-    try:
-        done = subprocess.run(command, cwd=project_dir, capture_output=True, text=True, timeout=120,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise CommandError(f"`{shlex.join(command)}` failed: {error}; pass --instance-id instead") from None
-    if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit code {done.returncode}"
-        raise CommandError(f"`{shlex.join(command)}` failed: {reason}")
-    try:
-        outputs = json.loads(done.stdout or "{}")
-    except json.JSONDecodeError:
-        raise CommandError(f"`{shlex.join(command)}` printed no JSON; pass --instance-id instead") from None
-    return outputs if isinstance(outputs, dict) else {}
-
-
-def instance_id(args: argparse.Namespace) -> str:
-    """The desktop's instance id: ``--instance-id``, else the stack's ``DesktopInstanceId``."""
-    if args.instance_id:
-        return args.instance_id
-    if shutil.which("pulumi") is None:
-        raise CommandError("which desktop? the Pulumi CLI is not on PATH: pass --instance-id i-... "
-                           "(the stack output DesktopInstanceId)")
-    outputs = _pulumi_outputs(args.stack, args.project_dir)
-    found = outputs.get("DesktopInstanceId")
-    if not found:
-        raise CommandError(f"stack {args.stack!r} has no output DesktopInstanceId: run `pulumi up` first, "
-                           "or pass --instance-id")
-    return str(found)
-
-
-def region_of(args: argparse.Namespace) -> Optional[str]:
-    """The stack's ``aws:region`` when its file sets one (a missing file is no error here)."""
-    return account_of(args).region
-
-
-def account_of(args: argparse.Namespace) -> aws.AccountSettings:
-    """The stack's account settings (region, profile, assumed roles) when its file exists;
-    without a file, boto3's own (``--instance-id`` with AWS_PROFILE, AWS_REGION)."""
-    try:
-        other = read_stack(args.stack, args.project_dir).other
-    except StackNotFound:
-        return aws.AccountSettings()
-    return aws.AccountSettings.from_stack(other)
-
-
-class Desktop(NamedTuple):
-    """The instance and the AWS session that reaches it."""
-
-    aws: aws.Aws
-    instance_id: str
-
-    def ec2(self):
-        return self.aws.client("ec2")
-
-    def describe(self) -> dict:
-        try:
-            reservations = self.ec2().describe_instances(InstanceIds=[self.instance_id])["Reservations"]
-        except botocore.exceptions.ClientError as error:
-            if aws.code(error).startswith("InvalidInstanceID"):
-                raise CommandError(f"instance {self.instance_id} does not exist in {self.aws.region}: check "
-                                   "--instance-id, --stack and the region") from None
-            raise
-        instances = [i for r in reservations for i in r["Instances"]]
-        if not instances:
-            raise CommandError(f"instance {self.instance_id} does not exist in {self.aws.region}")
-        return instances[0]
-
-
-def desktop(args: argparse.Namespace) -> Desktop:
-    """The desktop of ``args`` (``--stack``/``--instance-id``) on the stack's account."""
-    settings = account_of(args)
-    with aws.errors():
-        return Desktop(aws.Aws(settings=settings), instance_id(args))
-
-
-def running(target: Desktop) -> dict:
-    """The instance's description; a :class:`CommandError` unless it is running."""
-    with aws.errors():
-        instance = target.describe()
-    state = instance["State"]["Name"]
-    if state != "running":
-        raise CommandError(f"instance {target.instance_id} is {state}: start it first "
-                           "(`python -m desktop start --wait`)")
-    return instance
 
 
 # ---------------------------------------------------------------------------
@@ -271,32 +176,8 @@ def _wait(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # connect
 
-def dcv_file(host: str, port: int = DCV_PORT, user: str = USER, transport: str = "websocket") -> str:
-    """A DCV connection file (``.dcv``) for the native client, as the DCV user guide documents it."""
-    return "\n".join([
-        "[version]",
-        "format=1.0",
-        "",
-        "[connect]",
-        f"host={host}",
-        f"port={port}",
-        f"user={user}",
-        "sessionid=console",  # the automatic console session the boot configures
-        f"transport={transport}",
-        "proxytype=SYSTEM",
-        # The server's certificate is self-signed: let the client ask instead of refusing.
-        "certificatevalidationpolicy=ask-user",
-        "",
-        "[options]",
-        "promptreconnect=true",
-        "",
-    ])
-
-
 def _connect(args: argparse.Namespace) -> int:
     if args.ssm:
-        from desktop.commands import ssm
-
         return ssm.connect(args)
     target = desktop(args)
     instance = running(target)
@@ -387,18 +268,6 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; expected 1-65535")
     return int(text)
-
-
-def common_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--stack``, ``--instance-id`` and ``--project-dir``: which desktop a command acts on."""
-    parser.add_argument("--stack", default="dev", metavar="NAME",
-                        help="Pulumi stack of the desktop: its outputs name the instance, its "
-                             "Pulumi.<NAME>.yaml the region (default: dev)")
-    parser.add_argument("--instance-id", metavar="ID",
-                        help="the desktop's instance id (the stack output DesktopInstanceId); "
-                             "needed when the Pulumi CLI is not on PATH")
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, metavar="DIR",
-                        help="directory of Pulumi.yaml and the stack files (default: this project)")
 
 
 _common = common_arguments

@@ -27,7 +27,10 @@ from typing import Iterator, Optional
 import botocore.exceptions
 
 from desktop.commands import aws
+from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
+from desktop.commands.target import USER, common_arguments, running
+from desktop.commands.target import desktop as target_of
 from desktop.ports import DCV_PORT
 
 PLUGIN = "session-manager-plugin"
@@ -145,17 +148,15 @@ def password_hint(stack: str) -> str:
 
 def connect(args: argparse.Namespace) -> int:
     """``connect --ssm``: forward DCV's port 8443 to a local port through Session Manager."""
-    from desktop.commands import operate
-
     path_of_plugin, _ = plugin()  # before StartSession: no session is left behind without a plugin
-    target = operate.desktop(args)
-    operate.running(target)
+    target = target_of(args)
+    running(target)
     port = args.local_port or free_port()
     path = args.output or Path(f"{args.stack}-{target.instance_id}.dcv")
-    path.write_text(operate.dcv_file("localhost", port=port))
+    path.write_text(dcv_file("localhost", port=port))
     print(f"DCV address:     https://localhost:{port}  (through Session Manager, while this runs)")
     print(f"DCV connection:  {path}  (open it with the DCV client: `dcvviewer {path}`)")
-    print(f"DCV login:       {operate.USER}, password: {password_hint(args.stack)}")
+    print(f"DCV login:       {USER}, password: {password_hint(args.stack)}")
     print("Press Ctrl-C to end the session.", flush=True)
     parameters = {
         "Target": target.instance_id,
@@ -166,23 +167,19 @@ def connect(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from desktop.commands import operate
-
     path_of_plugin, _ = plugin()
-    target = operate.desktop(args)
-    operate.running(target)
-    print(f"Shell on {target.instance_id} through Session Manager (`sudo -iu {operate.USER}` for the "
+    target = target_of(args)
+    running(target)
+    print(f"Shell on {target.instance_id} through Session Manager (`sudo -iu {USER}` for the "
           "desktop's user); `exit` ends it.", flush=True)
     return run_session(target.aws, {"Target": target.instance_id}, path_of_plugin)
 
 
 def register(subparsers) -> None:
     """Add ``shell`` to the ``python -m desktop`` parser (``connect --ssm`` lives on ``connect``)."""
-    from desktop.commands import operate
-
     shell = subparsers.add_parser(
         "shell", help="a shell on the desktop through Session Manager (no SSH, no open port)",
         description=f"Open a Session Manager shell on the desktop: no key pair and no open port needed. "
                     f"Needs the Session Manager plugin ({INSTALL_URL}). " + aws.SETTINGS_HELP)
-    operate.common_arguments(shell)
+    common_arguments(shell)
     shell.set_defaults(run=_shell)
