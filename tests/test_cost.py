@@ -178,3 +178,27 @@ def test_the_desktops_group_admits_lustre_from_the_fsx_group(run_main):
 def test_a_given_desktop_group_gets_no_rule_from_the_program(run_main):
     r = run_main(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
     assert not [rule for rule in r.of_type(INGRESS) if rule.inputs["securityGroupId"] == "sg-0fedcba9876543210"]
+
+
+# --- plan: what a stopped desktop still costs ---------------------------------------
+
+def test_plan_prints_the_monthly_cost_of_a_stopped_desktop_with_the_tables_date(tmp_path, monkeypatch, capsys):
+    from test_plan import write_stack
+    from desktop.commands.cli import main
+    from conftest import ROOT
+    import shutil
+
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.setattr("desktop.commands.stack_file.PROJECT_DIR", tmp_path)
+    monkeypatch.setattr("desktop.commands.offline.MAIN", tmp_path / "__main__.py")
+    write_stack(tmp_path, ebsVolumeSize=500, snapshotRetainCount=7, fsxLustre=True, fsxStorageCapacity=1200)
+    assert main(["plan", "--stack", "t"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("While stopped it still costs ", 1)[1].split("\n\n", 1)[0]
+    # 500 GiB gp3 at $0.08 = $40; 1200 GiB SCRATCH_2 at $0.14 = $168; 7 snapshots of at most
+    # 500 GiB at $0.05 = up to $175: $208 to $383 in all.
+    assert section.startswith("$208.00 to $383.00/month while stopped (us-east-1 list prices of 2025-06-01")
+    assert "$40.00/month  root volume, 500 GiB gp3" in section
+    assert "$168.00/month  FSx for Lustre SCRATCH_2 1200 GiB" in section
+    assert "$0.00 to $175.00/month  7 daily snapshots" in section

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import cloud_init
 from cloud_init import boot_files
 from desktop.commands import offline
-from desktop import backup, partition
+from desktop import backup, partition, prices
 from desktop.commands.offline import Registration, Rendering
 from desktop.commands.stack_file import read_stack
 from desktop.instance_tags import IDLE_STOP_MINUTES
@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     print("\nWarnings:" if rendering.warnings else "\nWarnings: none")
     for warning in rendering.warnings:
         print(f"  ! {warning}")
+    stopped = stopped_items(read_stack(args.stack).parse().args)
+    print(f"\nWhile stopped it still costs {prices.summary(stopped)}:")
+    for item in stopped:
+        print(f"  {item.text()}")
     print("\nAfter `pulumi destroy` (everything else goes):")
     for line in after_destroy(rendering):
         print(f"  {line}")
@@ -74,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(rendering.registrations)} resources, {len(rendering.outputs)} outputs, "
           f"rendered in {time.monotonic() - started:.1f} s.")
     return 0
+
+
+def stopped_items(args) -> list:
+    """What the desktop of ``args`` costs per month while stopped (desktop/prices.py's table)."""
+    return prices.stopped_monthly(
+        volume_size=args.ebs_volume_size, volume_type=args.ebs_volume_type,
+        snapshot_retain_count=args.snapshot_retain_count, efs_created=args.efs_file_system_id is None,
+        fsx_capacity=args.fsx_storage_capacity if args.fsx_lustre else 0, fsx_type=args.fsx_deployment_type)
 
 
 def access_line(args) -> str:
