@@ -253,6 +253,8 @@ def _status(args: argparse.Namespace) -> int:
         disk = "unknown (the Price List API serves the aws partition only)"
 
     rows = [("instance", f"{target.instance_id} in {region}")]
+    if instance.get("InstanceLifecycle") == "spot":
+        rows.append(("market", spot_line(ec2, instance, hourly)))
     if state == "running":
         rows.append(("state", f"running since {utc(launched)} ({span(now - launched)})"))
         run_cost = (f"; this run so far {dollars(hourly.usd * Decimal(now - launched) / 3600)}"
@@ -274,6 +276,29 @@ def _status(args: argparse.Namespace) -> int:
     if state in ("stopped", "stopping"):
         print(f"the desktop is {state}: {_start_hint(state)}")
     return 0
+
+
+def spot_price(ec2, instance_type: str, zone: str) -> Price:
+    """The current Spot price per hour of a Linux ``instance_type`` in ``zone`` (DescribeSpotPriceHistory)."""
+    try:
+        history = ec2.describe_spot_price_history(
+            InstanceTypes=[instance_type], ProductDescriptions=["Linux/UNIX"], AvailabilityZone=zone,
+            StartTime=datetime.datetime.fromtimestamp(_now(), datetime.timezone.utc))["SpotPriceHistory"]
+    except botocore.exceptions.ClientError as error:
+        return Price(None, f"DescribeSpotPriceHistory said {aws.message(error)}")
+    # Filtered here too: the answer may hold other zones (moto's does).
+    prices = [p for p in history if p.get("AvailabilityZone") == zone]
+    if not prices:
+        return Price(None, f"EC2 has no Spot price for {instance_type} in {zone}")
+    return Price(Decimal(max(prices, key=lambda p: p["Timestamp"])["SpotPrice"]))
+
+
+def spot_line(ec2, instance: dict, on_demand: Price) -> str:
+    """What ``status`` says of a Spot desktop: the market, the current Spot price, the on-demand one."""
+    zone = instance.get("Placement", {}).get("AvailabilityZone", "")
+    now = spot_price(ec2, instance["InstanceType"], zone)
+    return (f"Spot (an interruption stops it; EC2 starts it again when capacity returns), "
+            f"{now.text('hour', 4)} now in {zone}, against {on_demand.text('hour')} on demand")
 
 
 def _start_hint(state: str) -> str:
