@@ -24,7 +24,8 @@ import botocore.exceptions
 from desktop.commands import aws
 from desktop.commands.preflight.account import check_ami, check_credentials, check_key_pair
 from desktop.commands.preflight.capacity import (
-    Quota, check_capacity_reservation, check_efa, check_instance_type, check_vcpu_quota, quota_for)
+    Quota, check_capacity_reservation, check_cost_tag, check_efa, check_instance_type, check_lustre_client_group,
+    check_prices, check_spot, check_vcpu_quota, quota_for)
 from desktop.commands.preflight.lookups import Account, Check
 from desktop.commands.preflight.network import (
     check_access_cidr, check_internet_route, check_network, check_security_group, check_session_manager_path,
@@ -51,7 +52,11 @@ CHECKS: tuple[tuple[Check, str], ...] = (
     (check_vcpu_quota, "the vCPU quota"),
     (check_efa, "EFA on the instance type"),
     (check_capacity_reservation, "the capacity reservation"),
+    (check_spot, "Spot capacity and the Spot vCPU quota"),
+    (check_prices, "the prices"),
+    (check_cost_tag, "the budget's cost allocation tag"),
     (check_security_group, "the security group"),
+    (check_lustre_client_group, "Lustre into the given security group"),
     (check_efs, "the EFS file system"),
     (check_efs_backup, "the EFS file system's backups"),
     (check_access_cidr, "accessCidr"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Iterable, Optional
 
 import botocore.exceptions
@@ -208,3 +209,149 @@ def check_capacity_reservation(account: Account) -> Iterable[Result]:
         return
     yield Result(PASS, f"{name} is active{ends}, reserves {args.instance_type} in {zone}, "
                        f"{available} of {total} free")
+
+
+# ---------------------------------------------------------------------------
+# Spot: capacity in the zone and the Spot vCPU quotas (Service Quotas, service "ec2"), which
+# are apart from the On-Demand ones.
+
+_SPOT_STANDARD = Quota("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests")
+_SPOT_G = Quota("L-3819A6DF", "All G and VT Spot Instance Requests")
+SPOT_QUOTAS: dict[str, Quota] = {
+    "g": _SPOT_G, "gr": _SPOT_G, "vt": _SPOT_G,
+    "p": Quota("L-7212CCBC", "All P Spot Instance Requests"),
+    "f": Quota("L-88CF9481", "All F Spot Instance Requests"),
+    "x": Quota("L-E3A00192", "All X Spot Instance Requests"),
+    "inf": Quota("L-B5D1601B", "All Inf Spot Instance Requests"),
+    "trn": Quota("L-6B0D517C", "All Trn Spot Instance Requests"),
+    "dl": Quota("L-85EED4F7", "All DL Spot Instance Requests"),
+    **{letters: _SPOT_STANDARD for letters in ("a", "c", "d", "h", "i", "m", "r", "t", "z", "im", "is")},
+}
+
+
+def spot_quota_for(instance_type: str) -> Optional[Quota]:
+    """The Spot vCPU quota an instance type counts against, or None when not known."""
+    return SPOT_QUOTAS.get(re.match(r"[a-z]*", instance_type).group(0))
+
+
+def check_spot(account: Account) -> Iterable[Result]:
+    """With ``spot`` true: a Spot price for the type in the subnet's zone (EC2 offers Spot
+    capacity there), and the Spot vCPU quota."""
+    args = account.args
+    info, subnet = account.instance_type(), account.subnet()
+    if not args.spot or info is None or subnet is None:
+        return  # off, or reported by check_instance_type / check_network
+    from desktop.commands.idle import spot_price  # the one Spot price lookup, shared with status
+
+    zone = subnet["AvailabilityZone"]
+    price = spot_price(account.ec2(), args.instance_type, zone)
+    if price.usd is None:
+        yield Result(FAIL, f"spot is true but {price.why_unknown}: EC2 offers no Spot capacity for it there; pick "
+                           "another zone's subnet or instanceType, or set spot false")
+    else:
+        capped = (f"; spotMaxPrice {args.spot_max_price} is below it, so EC2 would not start the desktop now"
+                  if args.spot_max_price is not None and Decimal(args.spot_max_price) < price.usd else "")
+        yield Result(WARN if capped else PASS,
+                     f"Spot offers {args.instance_type} in {zone} at {price.text('hour', 4)} now{capped}")
+    vcpus = int(info.get("VCpuInfo", {}).get("DefaultVCpus", 0))
+    quota = spot_quota_for(args.instance_type)
+    if quota is None:
+        yield Result(WARN, f"no known Spot vCPU quota for {args.instance_type}: check Service Quotas yourself")
+        return
+    value, reason = _read_quota(account, quota)
+    if value is None:
+        yield Result(WARN, f"cannot read the Spot vCPU quota {quota.name!r} ({quota.code}): {reason}; check it in "
+                           f"the Service Quotas console ({args.instance_type} needs {vcpus} vCPUs)")
+    elif value < vcpus:
+        yield Result(FAIL, f"Spot vCPU quota {quota.name!r} ({quota.code}) is {value:g}, {args.instance_type} needs "
+                           f"{vcpus}: request more (`aws service-quotas request-service-quota-increase --service-code "
+                           f"ec2 --quota-code {quota.code} --desired-value {vcpus} --region {account.aws.region}`), "
+                           "or set spot false")
+    else:
+        yield Result(PASS, f"Spot vCPU quota {quota.name!r} ({quota.code}) is {value:g}, {args.instance_type} needs "
+                           f"{vcpus}")
+
+
+def _read_quota(account: Account, quota: Quota) -> tuple[Optional[float], str]:
+    """The account's value of ``quota`` (else AWS's default), or None and why not."""
+    client = account.aws.client("service-quotas")
+    reason = ""
+    for read in (client.get_service_quota, client.get_aws_default_service_quota):
+        try:
+            return read(ServiceCode="ec2", QuotaCode=quota.code)["Quota"]["Value"], ""
+        except botocore.exceptions.ClientError as error:
+            reason = aws.message(error)
+        except botocore.exceptions.BotoCoreError as error:
+            reason = str(error)
+    return None, reason
+
+
+# ---------------------------------------------------------------------------
+# Cost: the price of the type, what a stopped desktop costs, the budget's tag.
+
+def check_prices(account: Account) -> Iterable[Result]:
+    """The on-demand price per hour of the type here (Price List API) and the monthly cost
+    of what stays while stopped (desktop/prices.py). Information: never a failure."""
+    from desktop import prices
+    from desktop.commands import idle
+    from desktop.commands.plan import stopped_items
+    from desktop.partition import of_region
+
+    args, region = account.args, account.aws.region
+    if of_region(region) == "aws":
+        hourly = idle.instance_hourly(idle._pricing_client(account.aws), region, args.instance_type)
+    else:
+        hourly = idle.Price(None, "the Price List API serves the aws partition only")
+    yield Result(PASS, f"{args.instance_type} costs {hourly.text('hour')} on demand in {region} while it runs; "
+                       f"stopped it still costs {prices.summary(stopped_items(args))}")
+
+
+def check_cost_tag(account: Account) -> Iterable[Result]:
+    """With a budget: the cost allocation tag it filters on must be active, or it counts nothing."""
+    from desktop.cost_tag import COST_TAG
+
+    if not account.args.budget_monthly_usd:
+        return
+    # Cost Explorer's endpoint for the aws partition is in us-east-1.
+    ce = account.aws.session.client("ce", region_name="us-east-1", config=aws.CLIENT_CONFIG)
+    found = ce.list_cost_allocation_tags(TagKeys=[COST_TAG], Type="UserDefined").get("CostAllocationTags", [])
+    status = found[0].get("Status") if found else None
+    activate = (f"`aws ce update-cost-allocation-tags-status --cost-allocation-tags-status "
+                f"TagKey={COST_TAG},Status=Active` (once per account; Billing takes up to 24 hours to apply it)")
+    if status == "Active":
+        yield Result(PASS, f"cost allocation tag {COST_TAG} is active: the budget counts this desktop's cost")
+    elif status:
+        yield Result(FAIL, f"cost allocation tag {COST_TAG} is {status}: the budget counts nothing until it is "
+                           f"active: {activate}")
+    else:
+        yield Result(WARN, f"cost allocation tag {COST_TAG} is not known to Billing yet (it appears up to 24 hours "
+                           f"after `pulumi up` first tags the desktop); then activate it: {activate}")
+
+
+def check_lustre_client_group(account: Account) -> Iterable[Result]:
+    """With FSx and a given ``securityGroupId``: the group must admit Lustre (TCP 988 and
+    1018-1023) from the file system's group, which the program creates (named ``<name>-fsx``)."""
+    from desktop.ports import LUSTRE_PORT, LUSTRE_PORT_RANGE
+
+    args = account.args
+    group = account.given_group()
+    if not args.fsx_lustre or group is None:
+        return
+
+    def admits(low: int, high: int) -> bool:
+        return any(p.get("IpProtocol") in ("tcp", "-1")
+                   and (p.get("IpProtocol") == "-1" or (p.get("FromPort", 0) <= low and high <= p.get("ToPort", 0)))
+                   and (p.get("UserIdGroupPairs") or p.get("IpRanges"))
+                   for p in group.get("IpPermissions", []))
+
+    missing = [f"{low}" if low == high else f"{low}-{high}"
+               for low, high in ((LUSTRE_PORT, LUSTRE_PORT), LUSTRE_PORT_RANGE) if not admits(low, high)]
+    if not missing:
+        yield Result(PASS, f"security group {args.security_group_id} admits Lustre (TCP 988, 1018-1023)")
+        return
+    yield Result(WARN, f"security group {args.security_group_id} does not admit Lustre TCP {', '.join(missing)}: "
+                       "the FSx file servers' own connections to the desktop (after a failover or maintenance) are "
+                       "dropped and the mount hangs. After `pulumi up`, admit them from the FSx group: `aws ec2 "
+                       f"authorize-security-group-ingress --group-id {args.security_group_id} --ip-permissions "
+                       "IpProtocol=tcp,FromPort=988,ToPort=988,UserIdGroupPairs=[{GroupId=<FSx group>}] "
+                       "IpProtocol=tcp,FromPort=1018,ToPort=1023,UserIdGroupPairs=[{GroupId=<FSx group>}]`")
