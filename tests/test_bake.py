@@ -4,6 +4,7 @@ wait until ``available``, and the refusal of a desktop that is not ready."""
 from __future__ import annotations
 
 import datetime
+import io
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_a_ready_desktop_becomes_a_tagged_image_and_the_next_stack_is_told(deskt
                                                                            capsys):
     instance_id, source = desktop
     console(instance_id, READY_CONSOLE)
-    code, out, err = run(capsys, "--instance-id", instance_id)
+    code, out, err = run(capsys, "--instance-id", instance_id, "--yes")
     assert code == 0, err
     (image,) = images_of(instance_id)
     assert image["State"] == "available"
@@ -111,7 +112,7 @@ def test_the_image_is_followed_until_available(desktop, console, clock, capsys, 
 
     monkeypatch.setattr(ec2, "create_image", pending)
     clock.events = [lambda: None, lambda: setattr(created[0], "state", "available")]
-    code, out, err = run(capsys, "--instance-id", instance_id, "--name", "team base", "--poll", "30s")
+    code, out, err = run(capsys, "--instance-id", instance_id, "--name", "team base", "--poll", "30s", "--yes")
     assert code == 0, err
     progress = [line for line in out.splitlines() if line.startswith("[")]
     assert "pending" in progress[0] and "available" in progress[-1]
@@ -133,7 +134,7 @@ def test_a_failed_or_slow_image_ends_with_exit_1(desktop, console, clock, capsys
         return ami
 
     monkeypatch.setattr(ec2, "create_image", ends)
-    code, out, _ = run(capsys, "--instance-id", instance_id, "--timeout", "2m", "--poll", "30s")
+    code, out, _ = run(capsys, "--instance-id", instance_id, "--timeout", "2m", "--poll", "30s", "--yes")
     assert code == 1
     assert expected in out
     assert "pulumi config set amiId" not in out
@@ -151,7 +152,7 @@ def test_a_desktop_that_is_not_ready_is_refused_unless_forced(desktop, console, 
     code, _, err = run(capsys, "--instance-id", instance_id)
     assert code == 2 and "is not ready" in err and "--force" in err
     assert images_of(instance_id) == []
-    code, _, err = run(capsys, "--instance-id", instance_id, "--force")
+    code, _, err = run(capsys, "--instance-id", instance_id, "--force", "--yes")
     assert code == 0, err
     (image,) = images_of(instance_id)
     assert tags(image)["DcvVersion"] == "unknown"
@@ -189,7 +190,7 @@ def test_the_dcv_version_is_the_last_the_console_shows():
 def test_no_wait_returns_once_ec2_accepted_it(desktop, console, clock, capsys):
     instance_id, _ = desktop
     console(instance_id, READY_CONSOLE)
-    code, out, err = run(capsys, "--instance-id", instance_id, "--no-wait")
+    code, out, err = run(capsys, "--instance-id", instance_id, "--no-wait", "--yes")
     assert code == 0, err
     (image,) = images_of(instance_id)
     assert clock.sleeps == [] and f"pulumi config set amiId {image['ImageId']}" in out
@@ -201,3 +202,81 @@ def test_bake_has_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--stack" in out and "--force" in out and "--name" in out
+
+
+# --- the question before a restart, and --no-reboot --------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+BUSY_CONSOLE = (BANNER + stage("busy again (dcv 1 connected; gpu 85%)") + BANNER + stage("later boot")
+                + stage(f"dcv {DCV}") + stage("ready") + stage("idle since 2026-11-28T00:10:00Z")
+                + stage("busy again (dcv 2 connected; gpu 97%)"))
+
+
+def test_bake_of_a_running_desktop_without_a_terminal_and_without_yes_creates_no_image(
+        desktop, console, clock, requests, capsys, monkeypatch):
+    instance_id, _ = desktop
+    console(instance_id, READY_CONSOLE)
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # piped input is no confirmation
+    code, out, err = run(capsys, "--instance-id", instance_id)
+    assert code == 2
+    assert err.count("\n") == 1 and "not baked: no confirmation" in err and "--yes" in err, err
+    assert "Traceback" not in err
+    assert requests == [] and images_of(instance_id) == []
+
+
+def test_the_question_names_what_the_restart_interrupts_and_no_means_no(desktop, console, clock, requests,
+                                                                       capsys, monkeypatch):
+    instance_id, _ = desktop
+    console(instance_id, BUSY_CONSOLE)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, out, err = run(capsys, "--instance-id", instance_id)
+    assert code == 2 and "not baked" in err
+    assert f"EC2 restarts desktop {instance_id}" in out
+    assert "connected DCV clients" in out and "GPU jobs" in out
+    # The agent's last line of this boot, not the busy line of the boot before.
+    assert 'the idle agent last said "busy again (dcv 2 connected; gpu 97%)"' in out
+    assert "--no-reboot" in out
+    assert requests == [] and images_of(instance_id) == []
+
+
+def test_yes_on_the_terminal_bakes_with_the_restart(desktop, console, clock, requests, capsys, monkeypatch):
+    instance_id, _ = desktop
+    # The boot before said busy; this boot's agent has said nothing yet: unknown.
+    console(instance_id, BANNER + stage("busy again (dcv 1 connected)") + READY_CONSOLE)
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    code, out, err = run(capsys, "--instance-id", instance_id)
+    assert code == 0, err
+    (request,) = requests
+    assert request["NoReboot"] is False
+    assert "What is running now: unknown: the idle agent has printed nothing" in out
+    assert len(images_of(instance_id)) == 1
+
+
+def test_no_reboot_images_a_running_desktop_without_asking_and_says_what_that_risks(
+        desktop, console, clock, requests, capsys, monkeypatch):
+    instance_id, _ = desktop
+    console(instance_id, READY_CONSOLE)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: it must not need one
+    code, out, err = run(capsys, "--instance-id", instance_id, "--no-reboot")
+    assert code == 0, err
+    (request,) = requests
+    assert request["NoReboot"] is True
+    assert "the file systems in the image may be inconsistent" in out
+    assert "restarts" not in out
+    assert len(images_of(instance_id)) == 1
+
+
+@pytest.mark.parametrize("state", ["pending", "stopping"])
+def test_a_desktop_between_states_is_refused(desktop, console, clock, requests, capsys, state):
+    # pending: its boot has not begun; stopping: an image of it is neither consistent nor current.
+    instance_id, _ = desktop
+    console(instance_id, READY_CONSOLE)
+    set_state(instance_id, state)
+    code, _, err = run(capsys, "--instance-id", instance_id, "--force", "--yes")
+    assert code == 2
+    assert f"instance {instance_id} is {state}: bake a running or stopped desktop" in err
+    assert requests == [] and images_of(instance_id) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import shutil
 
 import pytest
@@ -157,14 +158,33 @@ def test_desktop_args_are_frozen():
 
 
 @settings(max_examples=300, deadline=None)
-@given(key=st.sampled_from(sorted(config.SETTINGS_BY_KEY)), value=st.text())
+# Any text, and the kinds of text some key accepts (booleans in any case, numbers in and out of range).
+@given(key=st.sampled_from(sorted(config.SETTINGS_BY_KEY)),
+       value=st.one_of(st.text(), st.sampled_from(["true", "false", "True", "FALSE", "gp3", "sg-0123456789abcdef0"]),
+                       st.from_regex(r"[0-9]{1,5}", fullmatch=True)))
 def test_any_string_for_any_key_passes_or_raises_config_error(key, value):
     try:
         parsed = parse({**GOOD, key: value})
     except ConfigError as error:
         assert {p.key for p in error.problems} == {key}
     else:
-        assert isinstance(parsed.args, DesktopArgs)
+        # Accepted: the key holds what the string says (its own kind), and the others are untouched.
+        setting = config.SETTINGS_BY_KEY[key]
+        got = getattr(parsed.args, setting.field)
+        if value == "":  # not set: the default, or GOOD's value is dropped for an optional key
+            assert got == config.default(key)
+        elif setting.kind == "boolean":
+            assert got is {"true": True, "false": False}[value.lower()]
+        elif setting.kind == "integer":
+            assert isinstance(got, int) and not isinstance(got, bool) and got == int(value)
+        elif key == "accessCidr":  # host bits dropped (a warning says so)
+            assert got == str(ipaddress.ip_network(value, strict=False))
+        else:
+            assert got == value
+        assert parsed.args == parse({**GOOD, key: value}).args
+        for other in GOOD:
+            if other != key:
+                assert getattr(parsed.args, config.SETTINGS_BY_KEY[other].field) == GOOD[other]
 
 
 def test_pulumi_yaml_schema_declares_every_key_with_its_type_and_the_code_default():
@@ -201,10 +221,20 @@ def test_a_stack_with_only_the_required_keys_gets_the_project_defaults(tmp_path)
 
 
 def test_dev_stack_file_is_valid_and_read_like_the_program_reads_it():
+    # What the file says, read back as Pulumi reads it (the YAML itself, namespaced keys),
+    # must be what the commands' reader gives, key by key; the rest are the code's defaults.
     stack = stack_file.read_stack("dev")
-    assert stack.region
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    prefix = f"{config.PROJECT}:"
+    given = {k[len(prefix):]: v for k, v in document.items() if k.startswith(prefix)}
+    assert stack.region == document["aws:region"]
+    assert given and {k: stack.raw[k] for k in given} == given
     parsed = stack.parse()
-    assert parsed.args.s3_bucket and parsed.warnings == []
+    assert parsed.warnings == []
+    for key, value in given.items():
+        assert getattr(parsed.args, config.SETTINGS_BY_KEY[key].field) == value, key
+    for key in set(config.SETTINGS_BY_KEY) - set(given):
+        assert getattr(parsed.args, config.SETTINGS_BY_KEY[key].field) == config.default(key), key
 
 
 def test_reading_an_unknown_stack_says_how_to_create_it(tmp_path):

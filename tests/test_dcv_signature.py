@@ -181,3 +181,74 @@ def test_an_unsigned_package_is_trusted_to_https_with_a_warning(tmp_path, nice):
     done = verify(deb, keyring(tmp_path, nice))
     assert done.returncode == 0, done.stderr
     assert f"WARNING: {deb} has no dpkg-sig signature; trusting HTTPS from https://dcv.example.invalid" in done.stdout
+
+
+# --- the signature as the boot uses it: install_dcv in the boot sandbox -----------------
+
+DCV_PACKAGES = ("nice-dcv-server", "nice-dcv-web-viewer", "nice-xdcv")
+
+
+def dcv_debs(directory: Path, signer_for: dict[str, Signer]) -> Path:
+    """The tarball's three packages, each signed by ``signer_for[name]`` over its own members."""
+    directory.mkdir()
+    for name in DCV_PACKAGES:
+        members = {**MEMBERS, "data.tar.xz": f"the files of {name}\n".encode()}
+        signed = signer_for[name].clearsign(file_list(members))
+        build_deb(directory / f"{name}_2024.0.1-1_amd64.ubuntu.deb", members, signed)
+    return directory
+
+
+def with_real_signature_tools(box, debs: Path, ring: Path) -> None:
+    """The sandbox's ar and gpgv become the real ones; its gpg dearmors NICE-GPG-KEY into
+    the test's keyring, and its tar unpacks the DCV tarball into these packages (the boot
+    files' payload still goes to the real tar)."""
+    for name in ("ar", "gpgv"):
+        (box.bin / name).unlink()
+        (box.bin / name).symlink_to(tool(name))
+    for name, script in {
+        "gpg": f'''#!/bin/bash
+if [[ "${{*: -1}}" == */NICE-GPG-KEY ]]; then
+  prev=""; for arg in "$@"; do [[ "$prev" == -o ]] && cp {ring} "$arg"; prev="$arg"; done
+  exit 0
+fi
+exec "$(dirname "$0")/stub" "$@"
+''',
+        "tar": f'''#!/bin/bash
+if [[ " $* " == *"/nice-dcv-"*".tgz "* ]]; then
+  prev=""; for arg in "$@"; do [[ "$prev" == -C ]] && cp {debs}/*.deb "$arg"/; prev="$arg"; done
+  exit 0
+fi
+exec /bin/tar "$@"
+''',
+    }.items():
+        (box.bin / name).unlink()
+        (box.bin / name).write_text(script)
+        (box.bin / name).chmod(0o755)
+
+
+def dcv_installs(boot) -> list[str]:
+    return [name for name in boot.installed() if "nice-" in name]
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_a_dcv_package_that_fails_its_signature_is_never_installed(sandbox, tmp_path, nice, stranger, tampered):
+    # The first boot downloads the tarball; each package's signature is checked with the
+    # real ar and gpgv. One package signed by another key must stop the boot before apt
+    # sees any of them; the control run (all signed by NICE) installs all three.
+    signers = {name: nice for name in DCV_PACKAGES}
+    if tampered:
+        signers["nice-dcv-web-viewer"] = stranger
+    debs = dcv_debs(tmp_path / "debs", signers)
+    box = sandbox(version="24.04")
+    with_real_signature_tools(box, debs, keyring(tmp_path, nice))
+    boot = box.boot()
+    server = box.path("/var/lib/deep-learning-desktop/dcv/pkg/nice-dcv-server_2024.0.1-1_amd64.ubuntu.deb")
+    if not tampered:
+        assert f"verified the NICE signature of {server}" in boot.output, boot.output
+        assert sorted(Path(name).name.split("_")[0] for name in dcv_installs(boot)) == sorted(DCV_PACKAGES)
+        return
+    assert boot.returncode != 0
+    assert "nice-dcv-web-viewer_2024.0.1-1_amd64.ubuntu.deb does not match its NICE signature" in boot.output
+    assert dcv_installs(boot) == [], "nothing of DCV reaches apt"
+    assert box.console_lines()[-1].startswith("deep-learning-desktop: failed: ")
+    assert boot.reboots == 0, "a forged package is no reason to retry"

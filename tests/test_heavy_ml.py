@@ -185,9 +185,16 @@ def test_leaving_a_capacity_block_stops_at_the_preview_and_staying_goes_through(
 
 def test_switching_between_on_demand_reservations_changes_in_place(run_main):
     # capacity_reservation_specification does not force replacement (the provider stops and starts).
-    run_main(mocks=_Deployed({"capacityReservationSpecification": {
+    r = run_main(mocks=_Deployed({"capacityReservationSpecification": {
         "capacityReservationTarget": {"capacityReservationId": "cr-0aaaaaaaaaaaaaaaa"}}}),
-        capacityReservationId=RESERVATION)
+        capacityReservationId=RESERVATION)  # no ConfigError: run_main would raise it
+    instance = instance_of(r)
+    assert instance.urn == INSTANCE_URN, "the same instance"
+    # The new reservation reaches the provider (not kept by ignore_changes), which changes it in place.
+    assert instance.inputs["capacityReservationSpecification"] == {
+        "capacityReservationTarget": {"capacityReservationId": RESERVATION}}
+    assert not any(k.startswith("capacityReservation") for k in instance.ignore_changes)
+    assert not instance.delete_before_replace
 
 
 # --- EFA ---------------------------------------------------------------------------
@@ -229,11 +236,19 @@ def test_efa_on_a_type_without_it_is_a_config_error_naming_the_type(run_main):
 
 def test_efa_support_is_ec2s_answer_not_a_list(run_main):
     # The same type, two accounts that answer differently: the program follows the answer.
+    # The default type (g4dn.xlarge) has EFA in no list; this account says it does.
     yes = offline.AccountMocks(efa_supported=lambda instance_type: True)
-    assert run_main(mocks=yes, efa="true").of_type(ENI)
-    with pytest.raises(ConfigError):
+    r = run_main(mocks=yes, efa="true")
+    (eni,) = r.of_type(ENI)
+    assert eni.inputs["interfaceType"] == "efa"
+    assert instance_of(r).inputs["primaryNetworkInterface"] == {"networkInterfaceId": eni.id}
+    # p4d.24xlarge has EFA in every list; this account says it does not.
+    with pytest.raises(ConfigError) as caught:
         run_main(mocks=offline.AccountMocks(efa_supported=lambda instance_type: False),
                  efa="true", instanceType="p4d.24xlarge")
+    (problem,) = caught.value.problems
+    assert problem.key == "efa" and problem.value is True
+    assert "p4d.24xlarge" in problem.expected
 
 
 def test_no_efa_when_off(run_main):

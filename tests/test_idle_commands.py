@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 
-import botocore.session
 import pytest
 from botocore.stub import Stubber
 
@@ -120,16 +119,44 @@ def volume_query():
             "Filters": filters(productFamily="Storage", volumeApiName="gp3", regionCode=REGION)}
 
 
+class LaterStubber:
+    """Answers for the Price List client that ``status`` builds itself: queued here, then
+    handed to a botocore Stubber on that real client (its region and endpoint are the
+    code's own) when ``idle._pricing_client`` makes it."""
+
+    def __init__(self):
+        self.queued: list[tuple[str, tuple, dict]] = []
+        self.stubbers: list[Stubber] = []
+        self.clients: list = []
+
+    def add_response(self, *args, **kwargs):
+        self.queued.append(("add_response", args, kwargs))
+
+    def add_client_error(self, *args, **kwargs):
+        self.queued.append(("add_client_error", args, kwargs))
+
+    def attach(self, made):
+        stubber = Stubber(made)
+        for method, args, kwargs in self.queued:
+            getattr(stubber, method)(*args, **kwargs)
+        self.queued = []
+        stubber.activate()
+        self.stubbers.append(stubber)
+        self.clients.append(made)
+        return made
+
+
 @pytest.fixture
 def pricing(monkeypatch):
-    """The client status uses for the Price List API, with its answers stubbed."""
-    made = botocore.session.get_session().create_client(
-        "pricing", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    stubber = Stubber(made)
-    monkeypatch.setattr(idle, "_pricing_client", lambda session: made)
-    with stubber:
-        yield stubber
-    stubber.assert_no_pending_responses()
+    """The real client status makes for the Price List API, with its answers stubbed."""
+    later = LaterStubber()
+    real = idle._pricing_client
+    monkeypatch.setattr(idle, "_pricing_client", lambda session: later.attach(real(session)))
+    yield later
+    assert later.queued == [], "answers queued for a Price List client that was never made"
+    for stubber in later.stubbers:
+        stubber.assert_no_pending_responses()
+        stubber.deactivate()
 
 
 def usual_prices(stubber):
@@ -201,6 +228,48 @@ def test_status_says_unknown_when_the_price_list_refuses(instance, console, cloc
                                          "not authorized to perform: pricing:GetProducts)")
 
 
+def test_a_price_of_zero_is_unknown_not_free(instance, console, clock, pricing, capsys):
+    pricing.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        price_item(G4DN, "Hrs", "0.0000000000", "Compute Instance")]}, instance_query())
+    pricing.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+        price_item(GP3, "GB-Mo", "0.0000000000", "Storage")]}, volume_query())
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    shown = fields(out)
+    assert shown["type"] == ("g4dn.xlarge, unknown (the Price List API gives $0, which is no real on-demand "
+                             "price) on demand")
+    assert shown["root volume"].endswith("200 GiB gp3: unknown (the Price List API gives $0, which is no real "
+                                         "on-demand price)")
+    assert "$0.0" not in out and "so far" not in out
+
+
+def test_the_price_list_client_asks_us_east_1_for_the_stacks_region(monkeypatch):
+    # The Price List API has endpoints in us-east-1 (and ap-south-1, eu-central-1) only: a
+    # client in the stack's region (here eu-west-1) would not resolve. The product asked
+    # for is the stack region's. The client is the one the code builds, stubbed.
+    from desktop.commands import aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    session = aws.Aws(region="eu-west-1")
+    made = idle._pricing_client(session)
+    assert session.region == "eu-west-1"
+    assert made.meta.region_name == "us-east-1"
+    assert made.meta.endpoint_url == "https://api.pricing.us-east-1.amazonaws.com"
+    wanted = {**G4DN, "regionCode": "eu-west-1", "location": "Europe (Ireland)"}
+    with Stubber(made) as stubber:
+        stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
+            price_item(wanted, "Hrs", "0.5870000000", "Compute Instance")]},
+            {"ServiceCode": "AmazonEC2", "MaxResults": 20, "Filters": filters(**{
+                k: wanted[k] for k in ("instanceType", "regionCode", "operatingSystem", "tenancy",
+                                       "preInstalledSw", "capacitystatus", "licenseModel")})})
+        price = idle.instance_hourly(made, session.region, "g4dn.xlarge")
+        stubber.assert_no_pending_responses()
+    assert price.text("hour") == "$0.587/hour"
+
+
 def test_status_never_guesses_between_two_prices(instance, console, clock, pricing, capsys):
     pricing.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [
         price_item(G4DN, "Hrs", "0.5260000000", "Compute Instance"),
@@ -257,12 +326,13 @@ def test_keep_awake_accepts_exactly_72_hours(instance, clock, capsys):
     assert tags_of(instance)["KeepAwakeUntil"] == str(int(NOW) + 72 * 3600)
 
 
-@pytest.mark.parametrize("given", ["72h1s", "73h", "0", "0m", "soon"])
-def test_keep_awake_refuses_what_is_not_from_a_second_to_72_hours(given, instance, clock, capsys):
+@pytest.mark.parametrize("given, said", [("72h1s", "at most 72h"), ("73h", "at most 72h"), ("0", "at most 72h"),
+                                         ("0m", "at most 72h"), ("soon", "'soon'")])
+def test_keep_awake_refuses_what_is_not_from_a_second_to_72_hours(given, said, instance, clock, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["keep-awake", given, "--instance-id", instance, "--stack", "test", "--project-dir", "."])
     assert exit_.value.code == 2
-    assert "at most 72h" in capsys.readouterr().err or given == "soon"
+    assert said in capsys.readouterr().err
     assert "KeepAwakeUntil" not in tags_of(instance)
 
 

@@ -18,5 +18,17 @@ def test_changing_ebs_optimized_stops_at_the_preview_instead_of_replacing_the_de
     assert "the desktop's own True" in problem.expected and "pulumi up --replace" in problem.expected
 
 
-def test_the_desktops_own_ebs_optimized_goes_through(run_main):
-    run_main(mocks=_Deployed({"ebsOptimized": False}), ebsOptimized="false")
+INSTANCE_URN = ("urn:pulumi:test::deep-learning-desktop::"
+                "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test--instance")
+
+
+@pytest.mark.parametrize("own, given", [(False, "false"), (True, "true")])
+def test_the_desktops_own_ebs_optimized_goes_through(run_main, own, given):
+    # No ConfigError (run_main would raise it), and the same instance (its URN) with the
+    # value it has: nothing for the provider to replace.
+    r = run_main(mocks=_Deployed({"ebsOptimized": own}), ebsOptimized=given)
+    (instance,) = r.of_type("aws:ec2/instance:Instance")
+    assert instance.urn == INSTANCE_URN
+    assert instance.inputs["ebsOptimized"] is own
+    assert instance.state["ebsOptimized"] is own
+    assert "ebsOptimized" in instance.ignore_changes, "a change is stopped by the check, never planned"

@@ -379,3 +379,61 @@ def test_a_malformed_snapshot_id_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["restore", "--snapshot", "snap-xyz", "--yes"])
     assert exit_.value.code == 2 and "'snap-xyz' is not a snapshot id" in capsys.readouterr().err
+
+
+# --- restore refuses without a completed copy of what it replaces -------------------------
+
+def _later_snapshots_are(monkeypatch, status: str) -> None:
+    """Snapshots created from now on stay in ``status`` (moto completes them at once)."""
+    from tests.moto_account import backend
+
+    ec2 = backend("ec2")
+    original = ec2.create_snapshot
+
+    def stays(*args, **kwargs):
+        snapshot = original(*args, **kwargs)
+        snapshot.status = status
+        return snapshot
+
+    monkeypatch.setattr(ec2, "create_snapshot", stays)
+
+
+def _task_never_started(tasks) -> None:
+    """The queued CreateReplaceRootVolumeTask answer is still waiting: restore never sent it."""
+    with pytest.raises(AssertionError):
+        tasks.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("status, options, said", [
+    ("error", [], "failed"),
+    ("pending", ["--timeout", "10m", "--poll", "5m"], "timed out after 10m00s"),
+])
+def test_restore_stops_when_its_safety_snapshot_fails_or_times_out(desktop, clock, capsys, tasks, monkeypatch,
+                                                                    status, options, said):
+    # With DeleteReplacedRootVolume the current volume is deleted: without a completed copy
+    # of it, the changes since the wanted snapshot would be gone for good.
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    _later_snapshots_are(monkeypatch, status)
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes", *options)
+    assert code == 1, out + err
+    assert said in out
+    (safety,) = [s for s in snapshots_of(root_volume_of(desktop)) if s["SnapshotId"] != wanted]
+    assert f"not restored: the snapshot of the current volume ({safety['SnapshotId']}) did not complete" in out
+    assert "replace-root-volume task" not in out
+    _task_never_started(tasks)
+
+
+@pytest.mark.parametrize("status", ["pending", "error", "recoverable"])
+def test_restore_of_a_snapshot_that_is_not_completed_is_refused_before_anything(desktop, clock, capsys, tasks,
+                                                                                 status):
+    from tests.moto_account import backend
+
+    wanted = own_snapshot(desktop)
+    backend("ec2").snapshots[wanted].status = status  # only the wanted one is unfinished
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 2
+    assert f"snapshot {wanted} is {status}" in err and "wait until it is completed" in err
+    assert [s["SnapshotId"] for s in snapshots_of(root_volume_of(desktop))] == [wanted], "no safety snapshot"
+    _task_never_started(tasks)

@@ -138,5 +138,11 @@ def test_no_efs_backup_when_off(run_main):
 
 def test_a_given_efs_is_left_to_its_owner(run_main):
     r = run_main(efsFileSystemId="fs-0123456789abcdef0")
-    assert r.of_type(BACKUP) == []
-    assert r.of_type(POLICY)  # the root volume is still snapshotted
+    # Neither a backup policy nor a file system or mount target of ours on someone's EFS.
+    assert r.of_type(BACKUP) == [] and r.of_type(EFS) == []
+    assert r.of_type("aws:efs/mountTarget:MountTarget") == []
+    assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
+    # The root volume is still snapshotted: the daily policy targets exactly its tags.
+    (policy,) = r.of_type(POLICY)
+    assert policy.inputs["policyDetails"]["targetTags"] == root_volume_tags(r)
+    assert policy.inputs["state"] == "ENABLED"

@@ -3,7 +3,13 @@
 EC2 CreateImage with ``NoReboot=False``: EC2 shuts the running desktop down cleanly, takes
 the snapshot and starts it again, so every file system in the image is consistent (with
 ``NoReboot=True`` a file half-written by apt, DCV or the person's own work could be
-copied torn). A stopped desktop is imaged as it is, without a start. The image and its
+copied torn). That restart ends whatever runs on the desktop, so ``bake`` asks first, as
+``restore`` does (``--yes`` for scripts; without a terminal the answer is no), and names
+what the laptop can tell is running: the idle agent's last console line of this boot
+(``busy again (dcv 1 connected; gpu 85%)``, ``idle since ...``). Who is connected at this
+very minute is not readable from the laptop, and the question says so. ``--no-reboot``
+images the running desktop without a restart, and says the file systems may be
+inconsistent. A stopped desktop is imaged as it is, without a start or a question. The image and its
 snapshots carry the project, the stack, the source instance and AMI, the DCV version (the
 boot prints ``deep-learning-desktop: dcv <version>`` on the console at every boot) and
 the date. A desktop started from the image recognises itself as a new instance and
@@ -21,6 +27,7 @@ from typing import Callable, Optional
 
 from desktop.commands import aws, operate
 from desktop.commands.errors import CommandError
+from desktop.commands.snapshots import confirm
 from desktop.settings import PROJECT
 
 DCV_LINE = re.compile(r"deep-learning-desktop: dcv (?P<version>[^\s]+)\s*$", re.MULTILINE)
@@ -70,6 +77,37 @@ def _ready_or_refuse(target: operate.Desktop, instance: dict, force: bool) -> st
             f"desktop {target.instance_id} is not ready (boot stage: {stage or 'none seen'}): an image of it "
             "would carry a half-done setup. Wait for it (`python -m desktop wait`), or bake it anyway with --force")
     return console
+
+
+def last_agent_line(console: str) -> Optional[str]:
+    """The idle agent's last console line of the current boot (after the kernel's last
+    banner), or None: a line from an earlier boot says nothing about now."""
+    banners = list(operate.KERNEL_BANNER.finditer(console))
+    current = console[banners[-1].end():] if banners else console
+    lines = operate.idle_lines(current)
+    return lines[-1] if lines else None
+
+
+def restart_warning(instance_id: str, console: str) -> str:
+    """What the restart for the image interrupts, as far as the laptop can tell."""
+    said = last_agent_line(console)
+    if said is None:
+        now = ("unknown: the idle agent has printed nothing on the console since this boot began "
+               "(it prints only when the desktop turns idle or busy)")
+    else:
+        now = (f"the idle agent last said \"{said}\" (it prints only when the desktop turns idle or busy, "
+               "so who is connected at this minute is not readable from here)")
+    return (f"EC2 restarts desktop {instance_id} for the image (a clean shutdown, the snapshot, a start: "
+            "minutes). The restart interrupts everything running on it: connected DCV clients, SSH and "
+            "Session Manager sessions drop, GPU jobs and training runs end, unsaved work in open programs "
+            f"is lost.\nWhat is running now: {now}.\n"
+            "To image it without a restart, pass --no-reboot (the file systems in the image may then be "
+            "inconsistent).")
+
+
+NO_REBOOT_WARNING = ("--no-reboot: the desktop keeps running; files being written while EC2 copies the disk "
+                     "(apt, DCV, your own work) may be copied half-written, so the file systems in the image "
+                     "may be inconsistent")
 
 
 def follow(ec2, image_id: str, timeout: float, poll: float, out=None) -> int:
@@ -128,13 +166,21 @@ def run(args: argparse.Namespace) -> int:
         name = args.name or default_name(args.stack, when)
         tags = image_tags(stack=args.stack, instance=instance, dcv=dcv_version(console), when=when, name=name)
         running = instance["State"]["Name"] == "running"
+        restart = running and not args.no_reboot
+        if restart:
+            print(restart_warning(target.instance_id, console), flush=True)
+            if not args.yes and not confirm(f"Restart desktop {target.instance_id} and bake it? [y/N] "):
+                raise CommandError("not baked: no confirmation (answer y on a terminal, or pass --yes in scripts; "
+                                   "--no-reboot images it without a restart)")
+        elif running:
+            print(NO_REBOOT_WARNING, flush=True)
         image_id = ec2.create_image(
-            InstanceId=target.instance_id, Name=name, NoReboot=False,
+            InstanceId=target.instance_id, Name=name, NoReboot=not restart,
             Description=f"{PROJECT} desktop of stack {args.stack}, baked from {target.instance_id}",
             TagSpecifications=[{"ResourceType": "image", "Tags": tags}],
         )["ImageId"]
         print(f"baking {image_id} ({name}) from {target.instance_id}"
-              + (": EC2 restarts the desktop once for consistent file systems (DCV sessions drop)" if running
+              + (": EC2 restarts the desktop once for consistent file systems (DCV sessions drop)" if restart
                  else ""))
         if args.no_wait:
             print(f"follow it with `aws ec2 describe-images --image-ids {image_id}`; tag its snapshots yourself")
@@ -163,7 +209,8 @@ def register(subparsers) -> None:
         description="Create an AMI of the stack's desktop (EC2 CreateImage; EC2 restarts a running desktop once "
                     "so the file systems are consistent), tagged with the project, the stack, the source AMI, the "
                     "DCV version and the date; follow it until available, and print the `pulumi config set amiId` "
-                    "for the next stack. Refuses a desktop whose boot is not `ready` unless --force. "
+                    "for the next stack. Refuses a desktop whose boot is not `ready` unless --force. Asks before "
+                    "restarting a running desktop (--yes to skip; no terminal means no), or --no-reboot. "
                     + aws.SETTINGS_HELP)
     operate._common(parser)
     parser.add_argument("--name", metavar="IMAGE_NAME",
@@ -171,5 +218,10 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true",
                         help="bake even when the console does not say the desktop is ready")
     parser.add_argument("--no-wait", action="store_true", help="return once EC2 has accepted the request")
+    parser.add_argument("--yes", action="store_true",
+                        help="restart a running desktop for the image without asking (for scripts)")
+    parser.add_argument("--no-reboot", action="store_true",
+                        help="image a running desktop without restarting it; its file systems in the image "
+                             "may be inconsistent (files half-written while EC2 copies them)")
     operate._waiting(parser, "60m")
     parser.set_defaults(run=run)

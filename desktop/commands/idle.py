@@ -155,6 +155,8 @@ def _one_price(pricing, filters: dict[str, str], unit: str) -> Price:
         (price,) = prices
         if price > 0:
             return Price(price)
+        # A $0 on-demand price is a placeholder of the price list, not what the desktop costs.
+        return Price(None, "the Price List API gives $0, which is no real on-demand price")
     if not prices:
         return Price(None, "the Price List API has no on-demand price for it")
     return Price(None, f"the Price List API gives {len(prices)} different prices")
