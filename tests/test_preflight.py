@@ -472,3 +472,25 @@ def test_session_manager_as_the_only_road_without_the_plugin_fails(preflight, mo
     line(result, "FAIL", "session-manager-plugin is not installed", "the only way")
     # With a port open, the plugin is a second road: a warning.
     assert preflight().code == 0
+
+
+def test_an_answer_botocore_cannot_parse_is_one_fail_line_and_the_rest_runs(preflight, monkeypatch):
+    import botocore.parsers
+    from desktop.commands import aws
+
+    def html(**_):
+        raise botocore.parsers.ResponseParserError("invalid XML received: b'<html>502 Bad Gateway</html>'")
+
+    original = aws.Aws.client
+
+    def client(self, service):
+        made = original(self, service)
+        made.meta.events.register("before-call.ec2.DescribeRouteTables", html)  # a proxy's page
+        return made
+
+    monkeypatch.setattr(aws.Aws, "client", client)
+    result = preflight()
+    assert result.code == 1 and "Traceback" not in result.err
+    line(result, "FAIL", "the subnet's internet route not checked", "not an AWS reply", "502 Bad Gateway")
+    line(result, "PASS", "instance type g4dn.xlarge is offered")  # the checks after it still ran
+    line(result, "PASS", "session-manager-plugin")
