@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import botocore.exceptions
 
-from desktop.commands import aws, console_text, hints, ssm
+from desktop.commands import aws, console_text, ssm
 from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import stack_name
