@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import pulumi
@@ -83,9 +84,13 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         self.private_ip = desktop.private_ip
         # Without a public IP the desktop is reached over VPN or Direct Connect.
         self.host = self.public_ip if args.public_ip else desktop.private_ip
-        self.dcv_url = self.host.apply(lambda h: f"https://{h}:{DCV_PORT}")
+        # With no port open, https://<host>:8443 would be a closed door: say the way that works.
+        self.dcv_url = (pulumi.Output.from_input(ssm_road(pulumi.get_stack(), "connect", "--ssm"))
+                        if args.session_manager_only else self.host.apply(lambda h: f"https://{h}:{DCV_PORT}"))
+        # The AWS CLI in the commands below must use the account the stack uses.
+        profile = pulumi.Config("aws").get("profile")
         self.ssh_command = pulumi.Output.all(self.host, desktop.id, partition.region).apply(
-            lambda v: ssh_command(args, *v))
+            lambda v: ssh_command(args, *v, profile=profile))
         self.dcv_user = pulumi.Output.from_input(dcv_password.DCV_USER)
         self.dcv_password = password.password
         self.ami_id = desktop.ami
@@ -103,15 +108,25 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         })
 
 
-def ssh_command(args: DesktopArgs, host: str, instance_id: str, region: str) -> str:
+def ssm_road(stack: str, *command: str) -> str:
+    """``python -m desktop COMMAND --stack STACK``, quoted, for an output to show."""
+    return shlex.join(["python", "-m", "desktop", *command, "--stack", stack])
+
+
+def ssh_command(args: DesktopArgs, host: str, instance_id: str, region: str, profile: Optional[str] = None) -> str:
     """How to open a shell on the desktop: SSH with the key pair (through Session Manager
-    when no port is open), or a Session Manager shell without one."""
+    when no port is open), or a Session Manager shell without one. Every word is quoted;
+    the AWS CLI commands carry the stack's ``aws:profile``."""
+    account = ["--region", region, *(["--profile", profile] if profile else [])]
     if args.key_name is None:
-        return (f"no key pair; a shell through Session Manager: `python -m desktop shell --stack "
-                f"{pulumi.get_stack()}` or `aws ssm start-session --target {instance_id} --region {region}`")
-    key = f"ssh -i ~/.ssh/{args.key_name}.pem"
+        start = shlex.join(["aws", "ssm", "start-session", "--target", instance_id, *account])
+        return (f"no key pair; a shell through Session Manager: `{ssm_road(pulumi.get_stack(), 'shell')}` "
+                f"or `{start}`")
+    # ~ stays outside the quotes, so that the shell expands it.
+    key = f"ssh -i ~/.ssh/{shlex.quote(args.key_name + '.pem')}"
     if args.session_manager_only:
         # AWS's documented SSH over Session Manager: port 22 stays closed.
-        return (f"{key} -o ProxyCommand='aws ssm start-session --target %h --document-name AWS-StartSSHSession "
-                f"--parameters portNumber=%p --region {region}' ubuntu@{instance_id}")
-    return f"{key} ubuntu@{host}"
+        proxy = shlex.join(["aws", "ssm", "start-session", "--target", "%h", "--document-name",
+                            "AWS-StartSSHSession", "--parameters", "portNumber=%p", *account])
+        return f"{key} -o ProxyCommand={shlex.quote(proxy)} {shlex.quote('ubuntu@' + instance_id)}"
+    return f"{key} {shlex.quote('ubuntu@' + host)}"

@@ -211,7 +211,9 @@ def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, prici
     assert shown["state"].startswith("stopped: it stopped itself")
     assert shown["type"] == "g4dn.xlarge, $0.526/hour on demand while it runs"
     assert shown["idle agent"] == "stopping after 30 idle minutes"
-    assert out.splitlines()[-1] == "the desktop is stopped: start it: `python -m desktop start --wait`"
+    last = out.splitlines()[-1]
+    assert last.startswith("the desktop is stopped: start it: `") and last.endswith("`")
+    assert "-m desktop start --wait --stack test --project-dir " in last  # to paste as it is
 
 
 def test_status_says_unknown_when_the_price_list_refuses(instance, console, clock, pricing, capsys):

@@ -316,10 +316,11 @@ def test_own_route_table_wins_over_a_routed_main_table(preflight, account):
     line(result, "FAIL", f"subnet {account.own_private_subnet} has no route 0.0.0.0/0", "its own")
 
 
-def test_private_desktop_without_any_default_route_warns(preflight, account):
+def test_private_desktop_without_any_default_route_fails(preflight, account):
+    # Issue 19: no route at all makes the first boot impossible (it downloads DCV): a FAIL.
     result = preflight(subnetId=account.private_subnet, publicIp="false", efsFileSystemId=None)
-    assert result.code == 0, result.out
-    line(result, "WARN", f"subnet {account.private_subnet} has no route 0.0.0.0/0", "NAT gateway")
+    assert result.code == 1, result.out
+    line(result, "FAIL", f"subnet {account.private_subnet} has no route 0.0.0.0/0", "NAT gateway")
 
 
 # --- instance type and quota -------------------------------------------------
@@ -422,3 +423,74 @@ def test_open_access_cidr_warns(preflight):
     result = preflight(accessCidr="0.0.0.0/0", securityGroupId=None)
     assert result.code == 0, result.out
     line(result, "WARN", "accessCidr is 0.0.0.0/0", "open to the whole internet")
+
+
+# --- the roads a first boot and a person need (issue 19; issue 21, survivor 6) -------------
+
+def test_a_private_desktop_on_a_subnet_whose_only_way_out_is_an_internet_gateway_fails(preflight):
+    # The good subnet routes 0.0.0.0/0 to an internet gateway only: without a public IP the
+    # desktop can download nothing there.
+    result = preflight(publicIp=False)
+    assert result.code == 1
+    found = line(result, "FAIL", "only to internet gateway", "cannot download")
+    assert "nat-gateway-id" in found
+
+
+@pytest.fixture(scope="module")
+def nat_subnet(account):
+    """A subnet of the good VPC whose own table sends 0.0.0.0/0 to a NAT gateway."""
+    ec2 = client("ec2")
+    subnet = ec2.create_subnet(VpcId=account.good.vpc_id, CidrBlock="10.0.9.0/24",
+                               AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=account.good.subnet_id, AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+    table = ec2.create_route_table(VpcId=account.good.vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    return SimpleNamespace(subnet=subnet, nat=nat)
+
+
+def test_a_nat_gateway_route_does_not_pass_as_an_internet_gateway_for_a_public_ip(preflight, nat_subnet):
+    result = preflight(publicIp=True, subnetId=nat_subnet.subnet, efsFileSystemId=None)
+    assert result.code == 1
+    line(result, "FAIL", nat_subnet.subnet, f"to {nat_subnet.nat}, not to an internet gateway")
+    assert not any("routes 0.0.0.0/0 to internet gateway" in ln for ln in result.lines)
+
+
+def test_a_nat_gateway_route_is_the_way_out_of_a_private_desktop(preflight, nat_subnet):
+    result = preflight(publicIp=False, subnetId=nat_subnet.subnet, efsFileSystemId=None)
+    line(result, "PASS", nat_subnet.subnet, f"to NAT gateway {nat_subnet.nat}")
+    assert not any(nat_subnet.subnet in ln for ln in result.lines if ln.startswith("FAIL"))
+
+
+def test_session_manager_as_the_only_road_without_the_plugin_fails(preflight, monkeypatch, tmp_path):
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))  # no session-manager-plugin anywhere
+    result = preflight(accessCidr=None)
+    assert result.code == 1
+    line(result, "FAIL", "session-manager-plugin is not installed", "the only way")
+    # With a port open, the plugin is a second road: a warning.
+    assert preflight().code == 0
+
+
+def test_an_answer_botocore_cannot_parse_is_one_fail_line_and_the_rest_runs(preflight, monkeypatch):
+    import botocore.parsers
+    from desktop.commands import aws
+
+    def html(**_):
+        raise botocore.parsers.ResponseParserError("invalid XML received: b'<html>502 Bad Gateway</html>'")
+
+    original = aws.Aws.client
+
+    def client(self, service):
+        made = original(self, service)
+        made.meta.events.register("before-call.ec2.DescribeRouteTables", html)  # a proxy's page
+        return made
+
+    monkeypatch.setattr(aws.Aws, "client", client)
+    result = preflight()
+    assert result.code == 1 and "Traceback" not in result.err
+    line(result, "FAIL", "the subnet's internet route not checked", "not an AWS reply", "502 Bad Gateway")
+    line(result, "PASS", "instance type g4dn.xlarge is offered")  # the checks after it still ran
+    line(result, "PASS", "session-manager-plugin")

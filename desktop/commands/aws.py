@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Optional
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 
 from desktop.commands.errors import CommandError
 
@@ -56,6 +57,12 @@ CREDENTIAL_ERRORS = (
     botocore.exceptions.CredentialRetrievalError, botocore.exceptions.TokenRetrievalError,
     botocore.exceptions.SSOError, botocore.exceptions.ProfileNotFound, botocore.exceptions.NoRegionError,
 )
+
+
+# Every way an AWS call can fail. An answer botocore cannot parse (an HTML error page from a
+# proxy, a truncated body) raises ResponseParserError, which is no BotoCoreError.
+AWS_FAILURES = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+                botocore.parsers.ResponseParserError)
 
 
 def region_choice(stack_region: Optional[str]) -> tuple[Optional[str], str]:
@@ -252,6 +259,10 @@ def explain(error: BaseException) -> Optional[str]:
         if code(error) in THROTTLED:
             return f"AWS is throttling {operation} even after retries ({message(error)}): try again in a minute"
         return f"{operation} failed: {message(error)}"
+    if isinstance(error, botocore.parsers.ResponseParserError):
+        first = " ".join(str(error).split())[:200]
+        return (f"AWS answered with something that is not an AWS reply ({first}): a proxy or firewall "
+                "in between? check the network and AWS_ENDPOINT_URL, then try again")
     if isinstance(error, botocore.exceptions.BotoCoreError):
         return f"AWS request failed: {error}"
     return None
@@ -262,5 +273,5 @@ def errors() -> Iterator[None]:
     """Turn every botocore failure inside the block into a :class:`CommandError`."""
     try:
         yield
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+    except AWS_FAILURES as error:
         raise CommandError(explain(error)) from None

@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from desktop.commands import bake, idle, init, operate, plan, preflight, snapshots, ssm
+from desktop.commands import aws, bake, idle, init, operate, plan, preflight, snapshots, ssm
 from desktop.commands.errors import CommandError
-from desktop.commands.stack_file import StackNotFound
+from desktop.commands.stack_file import stack_name
 from desktop.config import ConfigError
 
 COMMANDS = (init, plan, preflight, operate, ssm, idle, snapshots, bake)
@@ -33,9 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "stack", None) is not None:
+            stack_name(args.stack)  # where the name enters: the rule the component applies
         return args.run(args)
-    except (ConfigError, CommandError, StackNotFound) as error:
+    except (ConfigError, CommandError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except aws.AWS_FAILURES as error:
+        # An AWS failure no command expected (an answer botocore cannot parse: an HTML page from a
+        # proxy, ResponseParserError): one line, whatever the command had done so far stays said.
+        print(f"error: {aws.explain(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

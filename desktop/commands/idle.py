@@ -24,7 +24,6 @@ from desktop.partition import of_region
 
 MAX_KEEP_AWAKE = 72 * 3600
 OFF = "off"
-START_HINT = "start it: `python -m desktop start --wait`"
 
 # The Price List API answers from a few regions only; us-east-1 serves the whole aws partition.
 PRICING_REGION = "us-east-1"
@@ -110,9 +109,9 @@ def _keep_awake(args: argparse.Namespace) -> int:
         deadline = int(now + args.duration)
         ec2.create_tags(Resources=[target.instance_id], Tags=[{"Key": KEEP_AWAKE_UNTIL, "Value": str(deadline)}])
     print(f"{target.instance_id} is kept awake until {utc(deadline)} ({span(deadline - now)} from now); "
-          "`python -m desktop keep-awake off` ends it sooner")
+          f"`{target.hint('keep-awake', 'off')}` ends it sooner")
     if state in ("stopped", "stopping"):
-        print(f"the desktop is {state}: the keep-awake counts once it runs; {_start_hint(state)}")
+        print(f"the desktop is {state}: the keep-awake counts once it runs; {_start_hint(state, target)}")
     return 0
 
 
@@ -276,7 +275,7 @@ def _status(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"{name + ':':<{width + 1}}  {value}")
     if state in ("stopped", "stopping"):
-        print(f"the desktop is {state}: {_start_hint(state)}")
+        print(f"the desktop is {state}: {_start_hint(state, target)}")
     return 0
 
 
@@ -303,9 +302,10 @@ def spot_line(ec2, instance: dict, on_demand: Price) -> str:
             f"{now.text('hour', 4)} now in {zone}, against {on_demand.text('hour')} on demand")
 
 
-def _start_hint(state: str) -> str:
+def _start_hint(state: str, target: operate.Desktop) -> str:
     # EC2 refuses to start an instance that is still stopping.
-    return START_HINT if state == "stopped" else f"once it is stopped, {START_HINT}"
+    hint = f"start it: `{target.hint('start', '--wait')}`"
+    return hint if state == "stopped" else f"once it is stopped, {hint}"
 
 
 # ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import argparse
 import datetime
 import ipaddress
 import os
-import re
+import shlex
 import sys
 import urllib.error
 import urllib.request
@@ -24,9 +24,9 @@ from typing import Optional
 
 import botocore.exceptions
 
-from desktop.commands import aws
+from desktop.commands import aws, hints
 from desktop.commands.errors import CommandError
-from desktop.commands.stack_file import PROJECT_DIR
+from desktop.commands.stack_file import PROJECT_DIR, stack_path
 from desktop.config import OPEN_CIDR, PROJECT, SETTINGS_BY_KEY, default
 
 CHECKIP_URL = "https://checkip.amazonaws.com"
@@ -171,9 +171,7 @@ def init(args: argparse.Namespace, out=None) -> int:
     """Write the stack file of ``args.stack`` from the account; 0 when written."""
     out = out or sys.stdout
     stack = args.stack
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", stack):
-        raise CommandError(f"--stack {stack!r}: a stack name is letters, digits, '_', '.' and '-'")
-    path = Path(args.project_dir) / f"Pulumi.{stack}.yaml"
+    path = stack_path(stack, args.project_dir)  # refuses a name Pulumi or the component would refuse
     if path.exists() and not args.force:
         raise CommandError(f"{path} exists: init does not overwrite it; pass --force to replace it, "
                            "or pick another --stack")
@@ -183,7 +181,13 @@ def init(args: argparse.Namespace, out=None) -> int:
     instance_type = _checked("instanceType", "--instance-type", args.instance_type) or default("instanceType")
     cidr = None if args.no_ip else f"{public_ip()}/32"
 
-    session = aws.Aws(settings=aws.AccountSettings(region=args.region, profile=args.profile))
+    try:
+        session = aws.Aws(settings=aws.AccountSettings(region=args.region, profile=args.profile))
+    except CommandError as error:
+        if str(error) != aws.NO_REGION:
+            raise
+        raise CommandError("no AWS region: pass --region (e.g. --region us-east-1; init writes it to the stack "
+                           "file as aws:region), or set AWS_REGION") from None
     region = session.region
     with aws.errors():
         caller = session.client("sts").get_caller_identity()
@@ -208,8 +212,8 @@ def init(args: argparse.Namespace, out=None) -> int:
         provider["aws:profile"] = args.profile
     today = datetime.date.today().isoformat()
     header = [f"Written by `python -m desktop init` on {today} from account {caller['Account']} ({region}).",
-              f"Check it with `python -m desktop preflight --stack {stack}`; change a value with "
-              "`pulumi config set KEY VALUE`."]
+              f"Check it with `{hints.command('preflight', stack=stack, project_dir=args.project_dir, always_stack=True)}`; "
+              "change a value with `pulumi config set KEY VALUE`."]
     path.write_text(stack_document(values, provider, header))
 
     print(f"wrote {path}:", file=out)
@@ -226,13 +230,16 @@ def init(args: argparse.Namespace, out=None) -> int:
     print(f"  s3Bucket    {bucket}", file=out)
     connect = "connect --ssm" if not cidr else "connect"
     print("next:", file=out)
-    for line in (f"pulumi stack init {stack}            # once; it keeps this file",
-                 f"python -m desktop preflight --stack {stack}",
-                 f"pulumi up --stack {stack}",
-                 f"python -m desktop wait --stack {stack}",
-                 f"python -m desktop {connect} --stack {stack}"
-                 + ("    # or `connect --ssm`: no open port needed" if cidr else ""),
-                 f"pulumi stack output DcvPassword --show-secrets --stack {stack}   # log in to DCV as ubuntu"):
+    def ours(name: str) -> str:
+        return hints.command(name, stack=stack, project_dir=args.project_dir, always_stack=True)
+
+    quoted = shlex.quote(stack)
+    for line in (f"pulumi stack init {quoted}            # once; it keeps this file",
+                 ours("preflight"),
+                 f"pulumi up --stack {quoted}",
+                 ours("wait"),
+                 ours(connect) + ("    # or `connect --ssm`: no open port needed" if cidr else ""),
+                 f"pulumi stack output DcvPassword --show-secrets --stack {quoted}   # log in to DCV as ubuntu"):
         print(f"  {line}", file=out)
     return 0
 

@@ -11,6 +11,7 @@ import argparse
 import base64
 import binascii
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Callable, Optional
 
 import botocore.exceptions
 
-from desktop.commands import aws, ssm
+from desktop.commands import aws, console_text, ssm
 from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
+from desktop.commands.stack_file import stack_name
 from desktop.commands.stack_file import PROJECT_DIR  # noqa: F401 (used through this module)
 from desktop.commands.target import USER, Desktop, common_arguments, desktop, running
 from desktop.commands.target import region_of  # noqa: F401 (snapshots uses it through this module)
@@ -28,7 +30,6 @@ from desktop.ports import DCV_PORT
 
 READY = "ready"
 FAILED = "failed"  # the boot script's stage when it gives up: "failed: ..." or "failed during ..."
-STAGE_LINE = re.compile(r"deep-learning-desktop: *(?P<stage>[^\r\n]*?)\s*$", re.MULTILINE)
 # The kernel's first line on every boot: what precedes the last one is an older boot.
 KERNEL_BANNER = re.compile(r"^.*Linux version \S+", re.MULTILINE)
 # What the idle agent prints on the console (on changes only), after the boot's stages:
@@ -81,14 +82,13 @@ def boot_stage(console: str) -> Optional[str]:
 
 def _stages(console: str) -> list[str]:
     """The boot stages printed on ``console``, the idle agent's lines left out."""
-    return [m.group("stage") for m in STAGE_LINE.finditer(console)
-            if m.group("stage") and not IDLE_LINE.match(m.group("stage"))]
+    return [stage for stage in console_text.stages(console) if not IDLE_LINE.match(stage)]
 
 
 def idle_lines(console: str) -> list[str]:
     """The idle agent's lines on ``console`` (``idle since ...``, ``busy again ...``,
     ``stopping after ...``), oldest first, across boots."""
-    return [m.group("stage") for m in STAGE_LINE.finditer(console) if IDLE_LINE.match(m.group("stage"))]
+    return [stage for stage in console_text.stages(console) if IDLE_LINE.match(stage)]
 
 
 def console_output(ec2, instance_id: str) -> str:
@@ -134,8 +134,8 @@ def follow(target: Desktop, timeout: float, poll: float, out=None, stale_console
         state = target.describe()["State"]["Name"]
         if state in ("stopping", "stopped", "shutting-down", "terminated"):
             raise CommandError(f"instance {iid} is {state}: it will not become ready"
-                               + (" (start it: `python -m desktop start --wait`)" if state in ("stopping", "stopped")
-                                  else ""))
+                               + (f" (start it: `{target.hint('start', '--wait')}`)"
+                                  if state in ("stopping", "stopped") else ""))
         checks = status_checks(ec2, iid) if state == "running" else None
         if state == "running":
             console = console_output(ec2, iid)
@@ -151,20 +151,51 @@ def follow(target: Desktop, timeout: float, poll: float, out=None, stale_console
             print(f"[{elapsed(now):>7}] {line}", file=out, flush=True)
             shown = line
         if stage and stage.startswith(FAILED):
-            print(f"the boot failed after {elapsed(now)}: {stage}. Details: `ssh {USER}@<host> "
-                  "sudo cat /var/log/deep-learning-desktop.log`, or the console: "
-                  f"`aws ec2 get-console-output --instance-id {iid} --latest --output text "
-                  f"--region {target.aws.region}`", file=out)
+            print(f"the boot failed after {elapsed(now)}: {stage}. Details: {_where_the_log_is(target)}, "
+                  f"or the console: `{_console_command(target)}`", file=out)
             return 1
         if checks == "ok" and stage == READY:
-            print(f"desktop {iid} is ready after {elapsed(now)}: `python -m desktop connect`", file=out)
+            print(f"desktop {iid} is ready after {elapsed(now)}: `{target.hint('connect')}`", file=out)
             return 0
         if now >= timeout:
-            print(f"timed out after {elapsed(now)}; last stage seen: {stage or 'none'} ({line}). "
-                  f"See the console: `aws ec2 get-console-output --instance-id {iid} --latest --output text "
-                  f"--region {target.aws.region}`", file=out)
+            print(f"timed out after {elapsed(now)}; last stage seen: {stage or 'none'} ({line}). See the console: "
+                  f"`{_console_command(target)}`", file=out)
             return 1
         _sleep(max(0.0, min(poll, timeout - now)))
+
+
+LOG = "/var/log/deep-learning-desktop.log"
+
+
+def _console_command(target: Desktop) -> str:
+    """The AWS CLI command that prints the desktop's console (with the stack's profile)."""
+    profile = target.aws.settings.profile
+    return shlex.join(["aws", "ec2", "get-console-output", "--instance-id", target.instance_id, "--latest",
+                       "--output", "text", "--region", target.aws.region, *(["--profile", profile] if profile else [])])
+
+
+def _where_the_log_is(target: Desktop) -> str:
+    """How to read the boot's log: ssh when the desktop has a key pair and a port 22 open to
+    some address (its security groups), else a Session Manager shell."""
+    shell = f"`{target.hint('shell')}` then `sudo cat {LOG}`"
+    try:
+        instance = target.describe()
+        host = instance.get("PublicDnsName") or instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
+        key = instance.get("KeyName")
+        groups = [group["GroupId"] for group in instance.get("SecurityGroups", [])]
+        rules = [rule for group in target.ec2().describe_security_groups(GroupIds=groups)["SecurityGroups"]
+                 for rule in group.get("IpPermissions", [])] if groups and key and host else []
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return shell  # only a hint: the way that needs no open port
+    ssh_open = any((rule.get("IpProtocol") == "-1" or (rule.get("IpProtocol") in ("tcp", "6")
+                    and rule.get("FromPort", 0) <= 22 <= rule.get("ToPort", 65535)))
+                   and (rule.get("IpRanges") or rule.get("Ipv6Ranges") or rule.get("PrefixListIds"))
+                   for rule in rules)
+    if not ssh_open:
+        return shell
+    # ~ stays outside the quotes, so that the shell expands it.
+    ssh = f"ssh -i ~/.ssh/{shlex.quote(key + '.pem')} {shlex.join([f'{USER}@{host}', 'sudo', 'cat', LOG])}"
+    return f"`{ssh}` or {shell}"
 
 
 def _wait(args: argparse.Namespace) -> int:
@@ -185,22 +216,22 @@ def _connect(args: argparse.Namespace) -> int:
     host = public if public and not args.private else instance.get("PrivateIpAddress")
     if not host:
         raise CommandError(f"instance {target.instance_id} has no address yet: try again in a minute")
-    path = args.output or Path(f"{args.stack}-{target.instance_id}.dcv")
+    path = args.output or Path(f"{stack_name(args.stack)}-{target.instance_id}.dcv")
     path.write_text(dcv_file(host, transport=args.transport))
     key = instance.get("KeyName")
     print(f"DCV address:     https://{host}:{DCV_PORT}  (a browser, or the DCV client)")
-    print(f"DCV connection:  {path}  (open it with the DCV client: `dcvviewer {path}`)")
+    print(f"DCV connection:  {path}  (open it with the DCV client: `{shlex.join(['dcvviewer', str(path)])}`)")
     # The stack generates the password and the boot sets it: no SSH and no `passwd` needed.
-    print(f"DCV login:       {USER}, password: `pulumi stack output DcvPassword --show-secrets "
-          f"--stack {args.stack}`")
+    print(f"DCV login:       {USER}, password: {ssm.password_hint(args.stack)}")
     if key:
-        print(f"SSH:             ssh -i ~/.ssh/{key}.pem {USER}@{host}")
-    print(f"Shell:           python -m desktop shell --stack {args.stack}  (Session Manager, no open port)")
+        # ~ stays outside the quotes, so that the shell expands it.
+        print(f"SSH:             ssh -i ~/.ssh/{shlex.quote(key + '.pem')} {shlex.quote(f'{USER}@{host}')}")
+    print(f"Shell:           {target.hint('shell')}  (Session Manager, no open port)")
     if not public:
         print("The desktop has no public address: connect over your VPN or Direct Connect, or through "
-              f"Session Manager: `python -m desktop connect --ssm --stack {args.stack}`.")
+              f"Session Manager: `{target.hint('connect', '--ssm')}`.")
     else:
-        print(f"Port 8443 not open to you? `python -m desktop connect --ssm --stack {args.stack}` "
+        print(f"Port 8443 not open to you? `{target.hint('connect', '--ssm')}` "
               "reaches DCV through Session Manager.")
     return 0
 
@@ -257,7 +288,7 @@ def _start(args: argparse.Namespace) -> int:
             print(f"starting {target.instance_id}: EFS is mounted again at boot")
         if args.wait:
             return follow(target, args.timeout, args.poll, stale_console=before)
-    print("follow it with `python -m desktop wait`, then `python -m desktop connect` (the address changed)")
+    print(f"follow it with `{target.hint('wait')}`, then `{target.hint('connect')}` (the address changed)")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +19,8 @@ from cloud_init import boot_files
 from desktop.commands import offline
 from desktop import backup, partition, prices
 from desktop.commands.offline import Registration, Rendering
-from desktop.commands.stack_file import read_stack
+from desktop.commands.errors import CommandError
+from desktop.commands.stack_file import read_stack, stack_path
 from desktop.instance_tags import IDLE_STOP_MINUTES
 
 AFTER_DEPLOY = "known after deploy"
@@ -34,7 +36,10 @@ def register(subparsers) -> None:
         "the resources, their key settings, the outputs and the warnings. Values AWS only "
         f"chooses at deploy time are shown as <..., {AFTER_DEPLOY}>.",
     )
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to use (default: dev)")
+    parser.add_argument("--stack", default="dev", metavar="NAME",
+                        help="stack whose Pulumi.<NAME>.yaml to use (default: dev)")
+    parser.add_argument("--project-dir", type=Path, default=None, metavar="DIR",
+                        help="directory of Pulumi.yaml and the stack files (default: this project)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="also write user-data.mime, cloud-config.yaml, boot-script.sh and plan.json to DIR")
     parser.set_defaults(run=run)
@@ -52,11 +57,13 @@ def render(stack_name: str = "dev", project_dir: Optional[Path] = None) -> tuple
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    rendering, region = render(args.stack)
-    print(f"Offline rendering of stack {args.stack!r} (Pulumi.{args.stack}.yaml, region {region}), "
-          "made without AWS and without the Pulumi CLI.")
+    if args.out is not None:
+        _check_out(args.out)  # before the rendering: a wrong --out shows in a second
+    rendering, region = render(args.stack, args.project_dir)
+    print(f"Offline rendering of stack {args.stack!r} ({stack_path(args.stack, args.project_dir).name}, "
+          f"region {region}), made without AWS and without the Pulumi CLI.")
     print(f"Values that only exist after deploy are shown as <..., {AFTER_DEPLOY}>.\n")
-    print(access_line(read_stack(args.stack).parse().args) + "\n")
+    print(access_line(read_stack(args.stack, args.project_dir).parse().args) + "\n")
     print("\n".join(tree_lines(rendering)))
     print("\nOutputs:")
     width = max(len(k) for k in rendering.outputs)
@@ -72,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
     print("\nAfter `pulumi destroy` (everything else goes):")
     for line in after_destroy(rendering):
         print(f"  {line}")
-    if args.out:
-        for path in write_out(rendering, args.out):
+    if args.out is not None:
+        try:
+            written = write_out(rendering, args.out)
+        except OSError as error:
+            raise CommandError(f"--out {str(args.out)!r}: cannot write {error.filename or args.out} "
+                               f"({error.strerror or error}); expected a directory you may write to") from None
+        for path in written:
             print(f"wrote {path}")
     print(f"\n{len(rendering.registrations)} resources, {len(rendering.outputs)} outputs, "
           f"rendered in {time.monotonic() - started:.1f} s.")
@@ -379,6 +391,16 @@ def _peer(group_id: Optional[str], ids: dict[str, str], reg: Registration) -> st
 
 # ---------------------------------------------------------------------------
 # Files for review or diffing in CI.
+
+def _check_out(directory: Path) -> None:
+    """``--out`` names a directory (made when missing) this user may write to."""
+    expected = "expected a directory (made when missing) you may write to"
+    if directory.exists() and not directory.is_dir():
+        raise CommandError(f"--out {str(directory)!r} is an existing file, not a directory; {expected}")
+    existing = next((p for p in (directory, *directory.absolute().parents) if p.exists()), None)
+    if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        raise CommandError(f"--out {str(directory)!r}: {existing} is not writable; {expected}")
+
 
 def write_out(rendering: Rendering, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)

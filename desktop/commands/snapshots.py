@@ -206,7 +206,7 @@ def _snapshots(args: argparse.Namespace) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
         print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[5])
-    print(f"{len(found)} snapshots. Restore one in place: `python -m desktop restore --snapshot snap-...`")
+    print(f"{len(found)} snapshot{'' if len(found) == 1 else 's'}. Restore one in place: `python -m desktop restore --snapshot snap-...`")
     return 0
 
 

@@ -16,19 +16,21 @@ import argparse
 import contextlib
 import json
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import botocore.exceptions
 
 from desktop.commands import aws
 from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
+from desktop.commands.stack_file import stack_name
 from desktop.commands.target import USER, common_arguments, running
 from desktop.commands.target import desktop as target_of
 from desktop.ports import DCV_PORT
@@ -108,14 +110,18 @@ def _terminate(session: aws.Aws, session_id: str) -> None:
           "idle timeout", file=sys.stderr)
 
 
-def run_session(session: aws.Aws, parameters: dict, plugin_path: str) -> int:
+def run_session(session: aws.Aws, parameters: dict, plugin_path: str,
+                started: Optional[Callable[[], None]] = None) -> int:
     """Start a Session Manager session with StartSession ``parameters``, run the plugin on it
-    until it exits, then terminate the session. 0 when the plugin exited cleanly, else 1."""
+    until it exits, then terminate the session. 0 when the plugin exited cleanly, else 1.
+    ``started`` runs once the session exists (what to print then), before the plugin."""
     ssm = session.client("ssm")
     with aws.errors():
         response = ssm.start_session(**parameters)
     session_id = response["SessionId"]
     try:
+        if started is not None:
+            started()
         env, profile = session.plugin_environment()
         env[RESPONSE_VARIABLE] = json.dumps({
             "SessionId": response["SessionId"],
@@ -143,7 +149,7 @@ def free_port() -> int:
 
 def password_hint(stack: str) -> str:
     """Where the person finds the DCV password the stack generated."""
-    return f"`pulumi stack output DcvPassword --show-secrets --stack {stack}`"
+    return f"`{shlex.join(['pulumi', 'stack', 'output', 'DcvPassword', '--show-secrets', '--stack', stack])}`"
 
 
 def connect(args: argparse.Namespace) -> int:
@@ -152,18 +158,22 @@ def connect(args: argparse.Namespace) -> int:
     target = target_of(args)
     running(target)
     port = args.local_port or free_port()
-    path = args.output or Path(f"{args.stack}-{target.instance_id}.dcv")
+    path = args.output or Path(f"{stack_name(args.stack)}-{target.instance_id}.dcv")
     path.write_text(dcv_file("localhost", port=port))
-    print(f"DCV address:     https://localhost:{port}  (through Session Manager, while this runs)")
-    print(f"DCV connection:  {path}  (open it with the DCV client: `dcvviewer {path}`)")
-    print(f"DCV login:       {USER}, password: {password_hint(args.stack)}")
-    print("Press Ctrl-C to end the session.", flush=True)
+
+    def started() -> None:
+        # Only now: before StartSession answered, nothing listens at that address.
+        print(f"DCV address:     https://localhost:{port}  (through Session Manager, while this runs)")
+        print(f"DCV connection:  {path}  (open it with the DCV client: `{shlex.join(['dcvviewer', str(path)])}`)")
+        print(f"DCV login:       {USER}, password: {password_hint(args.stack)}")
+        print("Press Ctrl-C to end the session.", flush=True)
+
     parameters = {
         "Target": target.instance_id,
         "DocumentName": PORT_FORWARDING,
         "Parameters": {"portNumber": [str(DCV_PORT)], "localPortNumber": [str(port)]},
     }
-    return run_session(target.aws, parameters, path_of_plugin)
+    return run_session(target.aws, parameters, path_of_plugin, started)
 
 
 def _shell(args: argparse.Namespace) -> int:

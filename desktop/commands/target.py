@@ -67,10 +67,14 @@ def region_of(args: argparse.Namespace) -> Optional[str]:
 
 def account_of(args: argparse.Namespace) -> aws.AccountSettings:
     """The stack's account settings (region, profile, assumed roles) when its file exists;
-    without a file, boto3's own (``--instance-id`` with AWS_PROFILE, AWS_REGION)."""
+    without a file, boto3's own (``--instance-id`` with AWS_PROFILE, AWS_REGION). A stack file
+    that exists but cannot be read is an error, never a silent fallback to another region; a
+    missing one is an error unless ``--instance-id`` names the desktop."""
     try:
         other = read_stack(args.stack, args.project_dir).other
     except StackNotFound:
+        if hasattr(args, "instance_id") and not args.instance_id:
+            raise
         return aws.AccountSettings()
     return aws.AccountSettings.from_stack(other)
 
@@ -80,6 +84,15 @@ class Desktop(NamedTuple):
 
     aws: aws.Aws
     instance_id: str
+    args: Optional[argparse.Namespace] = None  # the command's --stack and --project-dir, for hints
+
+    def hint(self, subcommand: str, *words: str) -> str:
+        """A ``python -m desktop`` command on this desktop, to paste (see :mod:`desktop.commands.hints`)."""
+        from desktop.commands import hints
+
+        if self.args is None:
+            return hints.command(subcommand, *words, "--instance-id", self.instance_id)
+        return hints.for_args(self.args, subcommand, *words)
 
     def ec2(self):
         return self.aws.client("ec2")
@@ -102,7 +115,7 @@ def desktop(args: argparse.Namespace) -> Desktop:
     """The desktop of ``args`` (``--stack``/``--instance-id``) on the stack's account."""
     settings = account_of(args)
     with aws.errors():
-        return Desktop(aws.Aws(settings=settings), instance_id(args))
+        return Desktop(aws.Aws(settings=settings), instance_id(args), args)
 
 
 def running(target: Desktop) -> dict:
@@ -112,7 +125,7 @@ def running(target: Desktop) -> dict:
     state = instance["State"]["Name"]
     if state != "running":
         raise CommandError(f"instance {target.instance_id} is {state}: start it first "
-                           "(`python -m desktop start --wait`)")
+                           f"(`{target.hint('start', '--wait')}`)")
     return instance
 
 

@@ -85,7 +85,7 @@ def _run(check: Check, topic: str, account: Account) -> Iterable[Result]:
         yield from check(account)
     except aws.CREDENTIAL_ERRORS:
         raise  # no check can run without credentials: exit 2
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except aws.AWS_FAILURES as error:
         yield _stopped(account, topic, error)
 
 

@@ -110,9 +110,11 @@ def check_vcpu_quota(account: Account) -> Iterable[Result]:
 def check_efa(account: Account) -> Iterable[Result]:
     """With ``efa`` true, EC2 must say the instance type has EFA (the program stops otherwise)."""
     args = account.args
+    if not args.efa:
+        return  # off: nothing to ask EC2 (it may not even allow DescribeInstanceTypes)
     info = account.instance_type()
-    if not args.efa or info is None:
-        return  # off, or reported by check_instance_type
+    if info is None:
+        return  # reported by check_instance_type
     network = info.get("NetworkInfo", {})
     if network.get("EfaSupported"):
         yield Result(PASS, f"instance type {args.instance_type} has EFA "

@@ -77,21 +77,39 @@ def check_internet_route(account: Account) -> Iterable[Result]:
     routes = _default_routes(table)
     subnet_id = subnet["SubnetId"]
     if account.args.public_ip:
-        gateways = [_target(r) for r in routes if _target(r).startswith("igw-")]
+        # Only an internet gateway gives a public IP its way out: a NAT or transit gateway does not.
+        gateways = [str(r["GatewayId"]) for r in routes if str(r.get("GatewayId") or "").startswith("igw-")]
         if gateways:
             yield Result(PASS, f"subnet {subnet_id} routes {OPEN_CIDR} to internet gateway {gateways[0]} "
                                f"({table_name})")
         else:
-            yield Result(FAIL, f"subnet {subnet_id} has no route {OPEN_CIDR} to an internet gateway "
-                               f"({table_name}): set publicIp false (VPN/Direct Connect) or pick a public subnet")
+            found = f"routes {OPEN_CIDR} to {_target(routes[0])}, not to" if routes else f"has no route {OPEN_CIDR} to"
+            yield Result(FAIL, f"subnet {subnet_id} {found} an internet gateway ({table_name}): a public IP "
+                               "is reachable only through one; set publicIp false (VPN/Direct Connect, Session "
+                               "Manager) or pick a public subnet")
         return
-    # A private desktop still downloads DCV and packages at first boot.
-    if routes:
-        yield Result(PASS, f"subnet {subnet_id} routes {OPEN_CIDR} to {_target(routes[0])} ({table_name}); "
-                           "publicIp is false: reach the desktop over VPN/Direct Connect")
+    # A private desktop still downloads DCV and packages at first boot: through a NAT gateway
+    # (or another way out the network team runs), never through an internet gateway, which
+    # carries only the traffic of instances with a public IP.
+    onward = [r for r in routes if not _target(r).startswith("igw-")]
+    nat = [_target(r) for r in onward if _target(r).startswith("nat-")]
+    fix = ("add a route to a NAT gateway (`aws ec2 create-route --route-table-id "
+           f"{table['RouteTableId'] if table else 'rtb-...'} --destination-cidr-block {OPEN_CIDR} "
+           "--nat-gateway-id nat-...`), or set publicIp true with a public subnet")
+    if nat:
+        yield Result(PASS, f"subnet {subnet_id} routes {OPEN_CIDR} to NAT gateway {nat[0]} ({table_name}); "
+                           "publicIp is false: reach the desktop over VPN/Direct Connect or Session Manager")
+    elif onward:
+        yield Result(WARN, f"subnet {subnet_id} routes {OPEN_CIDR} to {_target(onward[0])} ({table_name}), not "
+                           "to a NAT gateway: the first boot downloads DCV and packages through it; make sure it "
+                           "leads to the internet")
+    elif routes:
+        yield Result(FAIL, f"subnet {subnet_id} routes {OPEN_CIDR} only to internet gateway {_target(routes[0])} "
+                           f"({table_name}), which a desktop without a public IP cannot use: the first boot "
+                           f"cannot download DCV and packages; {fix}")
     else:
-        yield Result(WARN, f"subnet {subnet_id} has no route {OPEN_CIDR} ({table_name}): the first boot "
-                           "downloads DCV and packages; add a NAT gateway route or the setup will fail")
+        yield Result(FAIL, f"subnet {subnet_id} has no route {OPEN_CIDR} ({table_name}): the first boot "
+                           f"cannot download DCV and packages; {fix}")
 
 
 def admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IPv4Network,
@@ -213,7 +231,8 @@ def check_session_manager_path(account: Account) -> Iterable[Result]:
     if args.public_ip or subnet is None or subnet["VpcId"] != args.vpc_id:
         return  # a public IP reaches Systems Manager over the internet route checked above
     table, _ = _route_table(account, subnet)
-    targets = [_target(route) for route in _default_routes(table)]
+    # An internet gateway carries nothing of an instance without a public IP: no way out.
+    targets = [_target(route) for route in _default_routes(table) if not _target(route).startswith("igw-")]
     nat = [target for target in targets if target.startswith("nat-")]
     if nat:
         yield Result(PASS, f"subnet {subnet['SubnetId']} routes {OPEN_CIDR} to NAT gateway {nat[0]}: Session "
@@ -247,13 +266,17 @@ def check_session_manager_path(account: Account) -> Iterable[Result]:
 
 def check_session_manager_plugin(account: Account) -> Iterable[Result]:
     """The local Session Manager plugin, which `connect --ssm` and `shell` hand sessions to."""
+    # Without accessCidr no port is open: Session Manager is the only road, and the plugin with it.
+    only_road = not account.args.access_cidr
+    status = FAIL if only_road else WARN
+    why = ("no accessCidr: Session Manager is the only way to the desktop" if only_road
+           else "`connect --ssm` and `shell` need it")
     if shutil.which(ssm.PLUGIN) is None:
-        yield Result(WARN, f"{ssm.PLUGIN} is not installed here: `connect --ssm` and `shell` need it; "
-                           f"install it: {ssm.INSTALL_URL}")
+        yield Result(status, f"{ssm.PLUGIN} is not installed here ({why}): install it: {ssm.INSTALL_URL}")
         return
     try:
         _, version = ssm.plugin()
     except CommandError as error:
-        yield Result(WARN, str(error))
+        yield Result(status, f"{error} ({why})")
         return
     yield Result(PASS, f"{ssm.PLUGIN} {version} is installed (for `connect --ssm` and `shell`)")
