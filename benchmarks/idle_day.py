@@ -9,7 +9,9 @@ while the desktop runs, as its systemd timer would:
 - 13:00 back: the person starts the desktop again if it stopped, and works;
 - 17:30 a training job starts: GPU at 90%, 1.5 cores, 20 Mbit/s of data for 10 minutes;
 - 18:00 the person leaves, the client closed; the job trains overnight;
-- 03:00 the job ends; nothing runs until 09:00, when the simulated day ends.
+- 03:00 the job ends and uploads its 40 GB of results to S3 at 100 Mbit/s (0.1 core):
+  53 minutes, until 03:53; the desktop must stay up until then, and stop idleStopMinutes
+  after; nothing runs until 09:00, when the simulated day ends.
 
     .venv/bin/python benchmarks/idle_day.py [IDLE_STOP_MINUTES]
 """
@@ -26,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from idle_sandbox import MIDNIGHT, Desktop, Imds  # noqa: E402
 
 DAY = MIDNIGHT + 9 * 3600  # Monday 09:00 UTC
+UPLOAD_FROM = 27 * 60  # 03:00 the next morning
+UPLOAD_MINUTES = round(40e9 * 8 / 100e6 / 60)  # 40 GB at 100 Mbit/s: 53 minutes
 
 
 def activity(minute_of_day: int) -> dict:
@@ -38,6 +42,7 @@ def activity(minute_of_day: int) -> dict:
         "gpu": 90 if training else 0,
         "cores": 1.5 if training else (0.3 if working else 0.02),
         "mbit": 20.0 if training and minute_of_day < 17 * 60 + 40 else 0.05,
+        "tx": 100.0 if UPLOAD_FROM <= minute_of_day < UPLOAD_FROM + UPLOAD_MINUTES else 0.02,
     }
 
 
@@ -59,7 +64,7 @@ def main(policy: str = "30") -> None:
                 continue
             minutes_up += 1
             box.set(dcv=now["dcv"], gpu=now["gpu"])
-            box.minute(cores=now["cores"], mbit=now["mbit"])
+            box.minute(cores=now["cores"] + (0.1 if now["tx"] > 1 else 0), mbit=now["mbit"], tx=now["tx"])
             if box.poweroffs > len(stops):
                 stops.append(minute)
                 running = False

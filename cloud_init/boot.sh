@@ -734,6 +734,8 @@ first_boot() {
     # A retry after a reboot: finish what an interrupted dpkg left half-configured.
     dpkg --configure -a || true
   fi
+  # The idle agent first: a desktop whose setup fails below still stops when idle.
+  install_idle_agent
   retry 10 30 apt_get update
   install_packages
   install_app_center
@@ -742,7 +744,6 @@ first_boot() {
   report_dcv_version
   configure_display || true
   apply_values
-  install_idle_agent
   # Only the fstab line: the reboot follows, and EFS is mounted at the next boot.
   configure_efs || true
   configure_fsx || true

@@ -97,6 +97,7 @@ class DesktopArgs:
     instance_type: str = "g4dn.xlarge"
     ebs_optimized: bool = True
     idle_stop_minutes: int = 30
+    idle_blocked_hours: int = 12
     snapshot_retain_count: int = 7
     snapshot_time: str = "05:00"
     efs_backup: bool = True

@@ -17,7 +17,7 @@ from desktop.dcv_password import DcvPassword
 from desktop.efa import Efa
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
-from desktop.instance_tags import IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
+from desktop.instance_tags import IDLE_BLOCKED_HOURS, IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
 from desktop.lustre import Lustre
 from desktop.naming import child
 from desktop.partition import Partition
@@ -128,6 +128,7 @@ def desktop_instance(
     tags = {
         "Name": f"{name}-deep-learning-ubuntu-desktop",
         IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
+        IDLE_BLOCKED_HOURS: str(args.idle_blocked_hours),
         **({EFA_TAG: "true"} if efa else {}),
     }
     tags = with_cost_tag(tags, cost_tag)

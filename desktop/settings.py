@@ -77,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("idleStopMinutes", "idle_stop_minutes", "(new)", "integer",
              rules.whole_number(10, 1440, zero_means="never stop"),
              "Stop the desktop after this many idle minutes (no DCV/SSH session, GPU, CPU, download, keep-awake)."),
+    _setting("idleBlockedHours", "idle_blocked_hours", "(new)", "integer",
+             rules.whole_number(1, 168, "hours", zero_means="never"),
+             "Stop the desktop after this many hours in which only an unreadable probe kept it up and every "
+             "readable signal was idle."),
     _setting("snapshotRetainCount", "snapshot_retain_count", "(new)", "integer",
              rules.whole_number(1, 1000, zero_means="no daily snapshots"),
              "Daily snapshots of the root volume kept (Data Lifecycle Manager)."),

@@ -82,12 +82,18 @@ class Imds:
 
     def __init__(self) -> None:
         self.tags: dict[str, str] = {}
+        #: The body of spot/instance-action (None: 404, no notice).
+        self.spot: str | None = None
         self.requests: list[tuple[str, str, str | None]] = []
+        self.hosts: list[str | None] = []
+        #: Tag keys answered with this HTTP status instead (an IMDS error).
+        self.errors: dict[str, int] = {}
         imds = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self):  # noqa: N802
                 imds.requests.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
+                imds.hosts.append(self.headers.get("Host"))
                 if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     self._send(200, TOKEN)
                 else:
@@ -96,9 +102,14 @@ class Imds:
             def do_GET(self):  # noqa: N802
                 token = self.headers.get("X-aws-ec2-metadata-token")
                 imds.requests.append(("GET", self.path, token))
+                imds.hosts.append(self.headers.get("Host"))
                 prefix = "/latest/meta-data/tags/instance/"
                 if token != TOKEN:
                     self._send(401, "")
+                elif self.path[len(prefix):] in imds.errors:
+                    self._send(imds.errors[self.path[len(prefix):]], "error")
+                elif self.path == "/latest/meta-data/spot/instance-action" and imds.spot is not None:
+                    self._send(200, imds.spot)
                 elif self.path.startswith(prefix) and self.path[len(prefix):] in imds.tags:
                     self._send(200, imds.tags[self.path[len(prefix):]])
                 else:
@@ -141,7 +152,8 @@ class Desktop:
     """
 
     def __init__(self, base: Path, *, imds: Imds, gpu: bool = True, cpus: int = 4,
-                 start: int = MIDNIGHT + 8 * 3600, uptime: float = 3600.0, policy: str | None = "30") -> None:
+                 start: int = MIDNIGHT + 8 * 3600, uptime: float = 3600.0, policy: str | None = "30",
+                 dcv_server: bool = True) -> None:
         self.base, self.imds, self.cpus = base, imds, cpus
         self.root, self.bin, self.stubs = base / "root", base / "bin", base / "stubs"
         for d in (self.bin, self.stubs, self.root / "proc/net", self.root / "proc/sys/kernel/random",
@@ -163,12 +175,20 @@ class Desktop:
         if gpu:
             self._write("sys/bus/pci/devices/0000:00:1e.0/vendor", "0x10de\n")
             self._write("sys/bus/pci/devices/0000:00:1e.0/class", "0x030200\n")
+            # The NVIDIA kernel module is loaded.
+            self._write("proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module 550.127.05\n")
         self._write("proc/1/comm", "systemd\n")
+        if dcv_server:
+            self._write("proc/900/comm", "dcvserver\n")
+        # An NVMe root disk (a device behind it) and a snap's loop device (none).
+        (self.root / "sys/block/nvme0n1/device").mkdir(parents=True, exist_ok=True)
+        (self.root / "sys/block/loop0").mkdir(parents=True, exist_ok=True)
         self.console = self.root / "dev/console"
         self.console.write_text("")
         self.t, self.up = int(start), float(uptime)
         # Since boot: 2 cores busy on average and 5 GB received: only differences tell a quiet minute.
         self.busy_ticks, self.all_ticks, self.rx = 4_000_000, 8_000_000, 5_000_000_000
+        self.iowait_ticks, self.tx, self.sectors = 300_000, 2_000_000_000, 90_000_000
         self.boot_id = "6c2f1a8e-0000-4000-8000-000000000001"
         if policy is not None:
             self.imds.tags["IdleStopMinutes"] = policy
@@ -181,14 +201,15 @@ class Desktop:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
-    def set(self, *, dcv: int | None = None, gpu: int | None = None, ssh: int | None = None,
+    def set(self, *, dcv: int | None = None, gpu: int | list[int] | None = None, ssh: int | None = None,
             ssm: int | None = None) -> None:
-        """Connections, GPU utilization, SSH connections and Session Manager workers from now on."""
+        """Connections, GPU utilization (one value per GPU), SSH connections and Session Manager
+        workers from now on."""
         if dcv is not None:
             (self.stubs / "dcv.out").write_text(json.dumps({"id": "console", "owner": "ubuntu",
                                                             "num-of-connections": dcv}))
         if gpu is not None:
-            (self.stubs / "nvidia-smi.out").write_text(f"{gpu}\n")
+            (self.stubs / "nvidia-smi.out").write_text("".join(f"{g}\n" for g in (gpu if isinstance(gpu, list) else [gpu])))
         if ssh is not None:
             lines = ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid",
                      # sshd listening, and this desktop's own SSH to a remote port 22: neither is a session.
@@ -213,17 +234,24 @@ class Desktop:
             rc.write_text(str(code))
 
     def _write_counters(self) -> None:
-        idle = self.all_ticks - self.busy_ticks
-        per = [v // self.cpus for v in (self.busy_ticks, idle)]
-        lines = [f"cpu  {self.busy_ticks} 0 0 {idle} 0 0 0 0 0 0"]
-        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} 0 0 0 0 0 0" for i in range(self.cpus)]
+        idle = self.all_ticks - self.busy_ticks - self.iowait_ticks
+        per = [v // self.cpus for v in (self.busy_ticks, idle, self.iowait_ticks)]
+        lines = [f"cpu  {self.busy_ticks} 0 0 {idle} {self.iowait_ticks} 0 0 0 0 0"]
+        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} {per[2]} 0 0 0 0 0" for i in range(self.cpus)]
         lines += ["intr 123456 0 0", "ctxt 987654", "btime 1796000000", "processes 4242"]
         self._write("proc/stat", "\n".join(lines) + "\n")
         self._write("proc/net/dev",
                     "Inter-|   Receive                            |  Transmit\n"
                     " face |bytes    packets errs drop fifo frame compressed multicast|bytes\n"
-                    f"    lo: {7 * self.rx} 100 0 0 0 0 0 0 999 0 0 0 0 0 0 0\n"
-                    f"  ens5: {self.rx} 200 0 0 0 0 0 0 12345 0 0 0 0 0 0 0\n")
+                    f"    lo: {7 * self.rx} 100 0 0 0 0 0 0 {7 * self.rx} 0 0 0 0 0 0 0\n"
+                    f"  ens5: {self.rx} 200 0 0 0 0 0 0 {self.tx} 300 0 0 0 0 0 0\n")
+        # Reads and writes share the sectors; the partition and the loop device move 9 times
+        # as much: only the whole disk may count.
+        half = self.sectors // 2
+        self._write("proc/diskstats",
+                    f"   7       0 loop0 5 0 {9 * half} 1 0 0 {9 * half} 0 0 0 0 0 0 0 0 0 0\n"
+                    f" 259       0 nvme0n1 100 0 {half} 50 200 0 {self.sectors - half} 80 0 90 130 0 0 0 0 0 0\n"
+                    f" 259       1 nvme0n1p1 90 0 {9 * half} 40 190 0 {9 * half} 70 0 80 110 0 0 0 0 0 0\n")
         self._write("proc/uptime", f"{self.up:.2f} {self.up * 3:.2f}\n")
         self._write("proc/sys/kernel/random/boot_id", self.boot_id + "\n")
 
@@ -232,6 +260,7 @@ class Desktop:
         self.t += after_seconds
         self.up = 0.0
         self.busy_ticks, self.all_ticks, self.rx = 0, 0, 0
+        self.iowait_ticks, self.tx, self.sectors = 0, 0, 0
         self.boot_id = self.boot_id[:-4] + f"{int(self.boot_id[-4:]) + 1:04d}"
         self._write_counters()
 
@@ -260,21 +289,26 @@ class Desktop:
         return subprocess.run(command, env={**self.env(), **self.clock(), **(env or {})}, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
-    def minute(self, *, cores: float = 0.0, mbit: float = 0.0, seconds: int = 60) -> subprocess.CompletedProcess:
-        """Let `seconds` of this activity pass (CPU cores busy, Mbit/s received), then run the agent."""
-        self.advance(seconds, cores=cores, mbit=mbit)
+    def minute(self, *, seconds: int = 60, **activity: float) -> subprocess.CompletedProcess:
+        """Let `seconds` of this activity pass (see :meth:`advance`), then run the agent."""
+        self.advance(seconds, **activity)
         done = self.run()
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    def advance(self, seconds: int = 60, *, cores: float = 0.0, mbit: float = 0.0) -> None:
-        """Let time pass with this activity, without running the agent."""
+    def advance(self, seconds: int = 60, *, cores: float = 0.0, mbit: float = 0.0, tx: float = 0.0,
+                iowait: float = 0.0, disk_mb: float = 0.0) -> None:
+        """Let time pass with this activity, without running the agent: CPU cores busy, Mbit/s
+        received (`mbit`) and sent (`tx`), cores waiting for I/O, MB/s read and written."""
         self.t += seconds
         self.up += seconds
         ticks = int(self.cpus * HZ * seconds)
         self.all_ticks += ticks
         self.busy_ticks += int(cores * HZ * seconds)
+        self.iowait_ticks += int(iowait * HZ * seconds)
         self.rx += int(mbit * 1e6 / 8 * seconds)
+        self.tx += int(tx * 1e6 / 8 * seconds)
+        self.sectors += int(disk_mb * 1e6 / 512 * seconds)
         self._write_counters()
 
     def keep_awake(self, *args: str) -> subprocess.CompletedProcess:

@@ -291,3 +291,33 @@ def test_a_silent_metadata_service_resets_nothing(sandbox):
     assert boot.returncode == 0, boot.output
     assert box.path(f"{STATE}/idle").exists() and boot.named("systemd-machine-id-setup") == []
     assert box.read(f"{STATE}/instance-id") == INSTANCE_ID + "\n"
+
+
+def test_a_setup_that_always_fails_still_has_the_idle_agent_running(sandbox, tmp_path):
+    """The agent is installed before the long installs: a desktop whose DCV install fails
+    every time still stops when idle (issue 18)."""
+    from idle_sandbox import Desktop, Imds
+
+    from cloud_init.render import shipped
+
+    box = sandbox(version="22.04")
+    box.env["STUB_FAIL"] = "curl"
+    boots = [box.boot() for _ in range(3)]
+    enable = ["systemctl", "enable", "--now", "deep-learning-desktop-idle.timer"]
+    for boot in boots:
+        assert enable in boot.calls
+        assert boot.calls.index(enable) < min(i for i, call in enumerate(boot.calls) if call[0] == "curl")
+    assert stages(box)[-1].startswith("failed during 'installing dcv server'")
+    agent = box.path("/usr/local/lib/deep-learning-desktop/idle-agent")
+    assert agent.read_text() == shipped("idle_agent.py") and agent.stat().st_mode & 0o111
+    # That very file runs as the agent: a failed setup has no DCV server, and stops when idle.
+    imds = Imds()
+    try:
+        desk = Desktop(tmp_path / "agent", imds=imds, dcv_server=False, policy="10")
+        desk.minute()
+        desk.advance(60)
+        done = desk.run(program=agent)
+        assert done.returncode == 0, done.stderr
+        assert desk.log_lines()[-1].split()[1] == "idle"
+    finally:
+        imds.close()

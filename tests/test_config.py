@@ -38,6 +38,7 @@ BAD = [
     ("accessCidr", "::/0"), ("accessCidr", "my-ip"),
     ("ebsOptimized", "maybe"),
     ("idleStopMinutes", "9"), ("idleStopMinutes", "1441"), ("idleStopMinutes", "-1"), ("idleStopMinutes", "30m"),
+    ("idleBlockedHours", "169"), ("idleBlockedHours", "-1"), ("idleBlockedHours", "12h"),
     ("snapshotRetainCount", "1001"), ("snapshotRetainCount", "-1"), ("snapshotRetainCount", "seven"),
     ("snapshotTime", "5:00"), ("snapshotTime", "24:00"), ("snapshotTime", "05:60"), ("snapshotTime", "05:00Z"),
     ("efsBackup", "on"),

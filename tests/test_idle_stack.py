@@ -21,7 +21,21 @@ def instance_of(rendering):
 @pytest.mark.parametrize("minutes", ["0", "10", "30", "1440"])
 def test_the_idle_policy_is_a_tag_beside_the_name(run_main, minutes):
     tags = instance_of(run_main(idleStopMinutes=minutes)).inputs["tags"]
-    assert tags == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": minutes}
+    assert tags == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": minutes, "IdleBlockedHours": "12"}
+
+
+@pytest.mark.parametrize("hours", ["0", "1", "168"])
+def test_idle_blocked_hours_is_a_tag_too(run_main, hours):
+    assert instance_of(run_main(idleBlockedHours=hours)).inputs["tags"]["IdleBlockedHours"] == hours
+
+
+def test_a_capacity_block_end_becomes_an_epoch_tag():
+    from desktop.instance_tags import capacity_block_end_tag
+
+    # 1796124600 is Tuesday 1 December 2026, 11:30 UTC (date -u -d @1796124600).
+    for end in ("2026-12-01T11:30:00Z", "2026-12-01T12:30:00+01:00", "2026-12-01T11:30:00.000Z", "1796124600"):
+        assert capacity_block_end_tag(end) == {"CapacityBlockEnd": "1796124600"}, end
+    assert capacity_block_end_tag(None) == {}
 
 
 def test_the_default_policy_is_thirty_minutes(run_main):

@@ -92,17 +92,17 @@ def test_wait_follows_the_boot_until_ready(instance, console, clock, capsys):
         lambda: console(instance, boot + stage("installing dcv server") + stage("first boot complete, rebooting") + BANNER),
         lambda: console(instance, boot + stage("first boot complete, rebooting") + BANNER + stage("efs mounted at /home/ubuntu/efs") + stage("ready")),
     ]
-    code, out, err = run(capsys, "wait", "--instance-id", instance, "--poll", "20s")
+    code, out, err = run(capsys, "wait", "--instance-id", instance, "--poll", "1m")
     assert code == 0, out + err
     lines = out.splitlines()
     assert lines[0] == "[  0m00s] instance pending"
-    assert "[  0m20s] instance running, status checks passed" in lines
-    assert any("0m40s" in ln and "boot stage: installing gnome desktop" in ln for ln in lines)
-    assert any("1m00s" in ln and "boot stage: first boot complete, rebooting" in ln for ln in lines)
-    assert any("1m20s" in ln and "boot stage: rebooting" in ln for ln in lines)
+    assert "[  1m00s] instance running, status checks passed" in lines
+    assert any("2m00s" in ln and "boot stage: installing gnome desktop" in ln for ln in lines)
+    assert any("3m00s" in ln and "boot stage: first boot complete, rebooting" in ln for ln in lines)
+    assert any("4m00s" in ln and "boot stage: rebooting" in ln for ln in lines)
     assert any("boot stage: ready" in ln for ln in lines)
-    assert lines[-1].startswith(f"desktop {instance} is ready after 1m40s")
-    assert clock.sleeps == [20.0] * 5
+    assert lines[-1].startswith(f"desktop {instance} is ready after 5m00s")
+    assert clock.sleeps == [60.0] * 5
 
 
 def test_wait_times_out_with_the_last_stage(instance, console, clock, capsys):
@@ -148,7 +148,7 @@ def test_boot_stage_reads_the_current_boot(console_text, expected):
     assert operate.boot_stage(console_text) == expected
 
 
-@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45), ("0.5s", 0.5)])
+@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("1d", 86400), ("1h30m", 5400), ("4h", 14400)])
 def test_durations(text, seconds):
     assert operate.duration(text) == seconds
 
@@ -231,7 +231,7 @@ def test_without_a_stack_region_aws_region_is_honoured(instance, capsys, tmp_pat
 # --- stop and start --------------------------------------------------------------
 
 def test_stop_and_start_again(instance, console, clock, capsys):
-    code, out, err = run(capsys, "stop", "--instance-id", instance, "--wait", "--poll", "5s")
+    code, out, err = run(capsys, "stop", "--instance-id", instance, "--wait", "--poll", "1m")
     assert code == 0, err
     assert state_of(instance) == "stopped"
     assert f"instance {instance} is stopped" in out
@@ -240,10 +240,10 @@ def test_stop_and_start_again(instance, console, clock, capsys):
     # EC2 shows the new boot's console a little after the start.
     clock.events = [lambda: console(instance, before + BANNER + stage("efs mounted at /home/ubuntu/efs")
                                     + stage("ready"))]
-    code, out, err = run(capsys, "start", "--instance-id", instance, "--wait", "--poll", "5s")
+    code, out, err = run(capsys, "start", "--instance-id", instance, "--wait", "--poll", "1m")
     assert code == 0, err
     assert state_of(instance) == "running"
-    assert "EFS is mounted again" in out and f"desktop {instance} is ready after 0m05s" in out
+    assert "EFS is mounted again" in out and f"desktop {instance} is ready after 1m00s" in out
 
 
 def test_start_without_wait_says_what_next(instance, capsys):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
+import sys
 import time
 from decimal import Decimal
 from typing import Callable, NamedTuple, Optional, Union
@@ -58,14 +60,20 @@ def dollars(amount: Decimal, places: int = 2) -> str:
 # keep-awake
 
 def keep_awake_argument(text: str) -> Union[str, float]:
-    """``off``, or the seconds of a duration from 1 second to 72 hours (``4h``, ``90m``)."""
+    """``off``, or the seconds of a duration of more than 0 and at most 72 hours (``4h``, ``90m``, ``1d``)."""
     if text.strip().lower() == OFF:
         return OFF
     seconds = operate.duration(text)
     if seconds <= 0 or seconds > MAX_KEEP_AWAKE:
         raise argparse.ArgumentTypeError(f"{text!r} is not a keep-awake time; expected more than 0 and at most "
-                                         "72h (e.g. 4h, 90m, 2h30m), or off")
+                                         "72h (e.g. 4h, 90m, 2h30m, 1d), or off")
     return seconds
+
+
+def _refuse_keep_awake(message: str):
+    """A refused keep-awake argument: one line, exit 2 (not argparse's usage block)."""
+    print(f"error: keep-awake: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _tags(instance: dict) -> dict[str, str]:
@@ -322,7 +330,12 @@ def register(subparsers) -> None:
                     "leaves alone. `keep-awake 4h` from now (at most 72h), `keep-awake off` ends it, no argument "
                     "shows the deadline. No SSH needed. " + common)
     keep.add_argument("duration", nargs="?", type=keep_awake_argument, metavar="DURATION|off",
-                      help="how long from now, e.g. 4h, 90m, 2h30m (at most 72h); or off")
+                      help="how long from now, e.g. 4h, 90m, 2h30m, 1d (at most 72h); or off")
+    # `-1h` is this command's refused duration, not an unknown option of `python -m desktop`:
+    # argparse reads an argument as a negative number (not an option) when it matches this
+    # (its default matches only -1 and -1.5) and the parser has no option that does.
+    keep._negative_number_matcher = re.compile(r"^-\d")
+    keep.error = _refuse_keep_awake
     operate._common(keep)
     keep.set_defaults(run=_keep_awake)
 

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import botocore.exceptions
 
+from cloud_init.idle_agent import duration_seconds
 from desktop.commands import aws, console_text, ssm
 from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
@@ -35,7 +36,7 @@ KERNEL_BANNER = re.compile(r"^.*Linux version \S+", re.MULTILINE)
 # What the idle agent prints on the console (on changes only), after the boot's stages:
 # `idle since <time>`, `busy again (<reason>)`, `stopping after N idle minutes`. They are
 # not boot stages: after them the boot's last stage (`ready`) still holds.
-IDLE_LINE = re.compile(r"(idle since|busy again|stopping after)\b")
+IDLE_LINE = re.compile(r"(idle since|busy again|stopping |idle stop (un)?blocked|idle state not saved|spot interruption)")
 
 # Injected by tests, so following a desktop takes no real time.
 _monotonic: Callable[[], float] = time.monotonic
@@ -43,18 +44,24 @@ _sleep: Callable[[float], None] = time.sleep
 
 
 # ---------------------------------------------------------------------------
-# Durations: "30m", "90s", "1h", "1h30m"; a bare number is seconds.
-
-_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
-
+# Durations: the one grammar of the laptop and the desktop (30m, 4h, 1h30m, 1d), which
+# lives in the idle agent (it runs on the desktop alone and cannot import from here).
 
 def duration(text: str) -> float:
-    """Seconds of a duration such as ``30m``, ``90s``, ``1h30m`` or ``45``."""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; expected e.g. 30m, 90s, 1h30m")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+    """Seconds of a duration such as ``30m``, ``4h``, ``1h30m`` or ``1d``
+    (:func:`cloud_init.idle_agent.duration_seconds`); anything else is an argparse error."""
+    try:
+        return float(duration_seconds(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def poll_interval(text: str) -> float:
+    """A ``--poll`` duration: at least 1 second (``0m`` would ask EC2 without a pause)."""
+    seconds = duration(text)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is too short a poll interval; expected at least 1m")
+    return seconds
 
 
 def elapsed(seconds: float) -> str:
@@ -307,8 +314,9 @@ _common = common_arguments
 def _waiting(parser: argparse.ArgumentParser, timeout: str) -> None:
     parser.add_argument("--timeout", type=duration, default=duration(timeout), metavar="DURATION",
                         help=f"give up after this long, with exit code 1 (default: {timeout}; e.g. 45m, 1h)")
-    parser.add_argument("--poll", type=duration, default=duration("15s"), metavar="DURATION",
-                        help="time between two looks at the instance (default: 15s)")
+    # The default is 15 seconds; a person chooses whole minutes (the one duration grammar).
+    parser.add_argument("--poll", type=poll_interval, default=15.0, metavar="DURATION",
+                        help="time between two looks at the instance (default: 15 seconds; e.g. 1m)")
 
 
 def register(subparsers) -> None:
