@@ -195,8 +195,7 @@ no_link() {
 edit_user_file() {
   local path="$1" mode="$2" old="" new tmp=""
   shift 2
-  as_ubuntu mkdir -p "$ROOT${path%/*}" || true
-  if ! no_link "$path"; then
+  if ! no_link "$path" || ! as_ubuntu mkdir -p "$ROOT${path%/*}" || ! no_link "$path"; then
     say "not written: $path is a link, or lies behind one"
     return 0
   fi
@@ -503,7 +502,9 @@ write_fstab() {
 # owned by ubuntu, or false with a console line when it, or a directory on the way to it,
 # is a link or no directory: the mount, or the chown, would follow it elsewhere.
 mount_point_ok() {
-  if [[ "$1" == /home/ubuntu/* ]]; then
+  if ! no_link "$1"; then
+    :
+  elif [[ "$1" == /home/ubuntu/* ]]; then
     as_ubuntu mkdir -p "$ROOT$1" || true
   else
     mkdir -p "$ROOT$1" || true

@@ -254,8 +254,9 @@ class Sandbox:
         _, script = split_parts(render(**{**DEFAULT_VALUES, **overrides}))
         return script
 
-    def boot(self, **overrides: str) -> Boot:
-        """Run the rendered boot script once, as cloud-init would at a boot."""
+    def boot(self, wrap: tuple[str, ...] = (), **overrides: str) -> Boot:
+        """Run the rendered boot script once, as cloud-init would at a boot; ``wrap``: a
+        command line the script's own is appended to (e.g. one that fills the disk first)."""
         path = self.base / "user-script.sh"
         path.write_text(self.script(**overrides))
         path.chmod(0o755)
@@ -279,7 +280,7 @@ class Sandbox:
         }
         assert env["DLD_ROOT"], "the sandbox must never run the script against /"
         result = subprocess.run(
-            ["/bin/bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
+            [*wrap, "/bin/bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
         )
         return Boot(result.returncode, result.stdout + result.stderr, self._calls()[len(before) :])
 
