@@ -24,9 +24,11 @@ INSTANCE_ID_FILE="$STATE_DIR/instance-id"
 IMDS="http://169.254.169.254/latest"
 LOG="$ROOT/var/log/deep-learning-desktop.log"
 MOTD="$ROOT/etc/motd"
-USER_HOME="$ROOT/home/ubuntu"
 DCV_SITE="https://d1uj6qtbmh3dt5.cloudfront.net"
-NFS_OPTIONS="nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail"
+# noauto: systemd's fstab generator resolves links in a mount point, so a link ubuntu
+# planted there would have root mount over its target before this script could look;
+# only this script mounts (mount_efs, mount_fsx), after checking the mount point.
+NFS_OPTIONS="nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail,noauto"
 FSTAB_MARK="# deep-learning-desktop EFS (rewritten at every boot)"
 BASHRC_BEGIN="# >>> deep-learning-desktop (rewritten at every boot) >>>"
 BASHRC_END="# <<< deep-learning-desktop <<<"
@@ -46,7 +48,7 @@ FSX_KEY_URL="https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-ubu
 # repository. Both go in the keyring (see add_lustre_repo).
 FSX_OTHER_KEY_URL="https://fsx-lustre-client-repo-public-keys.s3.amazonaws.com/fsx-main-repo-public-key.asc"
 FSX_KEYRING="/usr/share/keyrings/fsx-ubuntu-public-key.gpg"
-FSX_OPTIONS="relatime,flock,_netdev,nofail"
+FSX_OPTIONS="relatime,flock,_netdev,nofail,noauto"
 FSX_FSTAB_MARK="# deep-learning-desktop FSx (rewritten at every boot)"
 FSX_MOUNT_ATTEMPTS="${DLD_FSX_MOUNT_ATTEMPTS:-10}"
 # A fresh image can take minutes to seed its snaps; a stuck seed must not hold the boot.
@@ -57,6 +59,11 @@ REPORTED=""
 
 stage() {
   CURRENT_STAGE="$*"
+  say "$*"
+}
+
+# A console line that is no stage of its own (a refusal, a write that failed).
+say() {
   echo "deep-learning-desktop: $*"
   if [[ -w "$CONSOLE" ]]; then
     echo "deep-learning-desktop: $*" >>"$CONSOLE" || true
@@ -64,7 +71,7 @@ stage() {
 }
 
 motd() {
-  printf '%s\n' "$*" >"$MOTD"
+  printf '%s\n' "$*" | write_file "$MOTD" || true
 }
 
 on_exit() {
@@ -139,14 +146,74 @@ sh_quote() {
   printf "'%s'" "${1//\'/\'\\\'\'}"
 }
 
-# Writes stdin to a file only through a temporary file, so a crash never
-# leaves half a file, and the result is the same bytes on every run.
+# Writes stdin to a root-owned file through a fresh temporary name beside it (mktemp: no
+# fixed name a link could stand in for), checked complete, synced, then renamed over it:
+# a full disk or a producer that failed half-way leaves the old file whole, and says so
+# on the console. $2: the mode (default: the old file's, and its owner; else 644).
+# $3: a command that must accept the temporary file (the fstab keeps its root line).
+# False when not written: callers inside `if` or `||` (no `set -e`) see it too.
 write_file() {
-  local path="$1" mode="${2:-644}"
-  mkdir -p "$(dirname "$path")"
-  cat >"$path.dld-tmp"
-  chmod "$mode" "$path.dld-tmp"
-  mv -f "$path.dld-tmp" "$path"
+  local tmp=""
+  tmp="$(temp_beside "$1")" && cat >"$tmp" && commit_file "$tmp" "$@" && return 0
+  rm -f "$tmp"
+  say "not written: $1 (disk full, or its new text incomplete); the old file stays"
+  return 1
+}
+
+# $2: -d for a directory.
+temp_beside() {
+  mkdir -p "$(dirname "$1")" && mktemp ${2:+"$2"} "$1.XXXXXX"
+}
+
+commit_file() {
+  local tmp="$1" path="$2" mode="${3:-}"
+  [[ -s "$tmp" ]] && "${4:-true}" "$tmp" || return 1
+  if [[ -z "$mode" && -e "$path" ]]; then
+    chmod --reference="$path" "$tmp" && chown --reference="$path" "$tmp" || return 1
+  else
+    chmod "${mode:-644}" "$tmp" || return 1
+  fi
+  sync "$tmp" && mv -f "$tmp" "$path"
+}
+
+# Runs a command as ubuntu: what the boot does in ubuntu's home, the kernel checks as
+# ubuntu's own doing, so no link ubuntu plants leads root to read or write anything.
+as_ubuntu() {
+  runuser -u ubuntu -- "$@"
+}
+
+# True when no part of the path ($1, on the instance) is a link.
+no_link() {
+  local part at="$ROOT" parts
+  IFS=/ read -ra parts <<<"${1#/}"
+  for part in "${parts[@]}"; do
+    at+="/$part"
+    [[ ! -L "$at" ]] || return 1
+  done
+}
+
+# Rewrites ubuntu's file $1 (mode $2) with what the command after them prints from its old
+# text on stdin: read and written as ubuntu, and never through a link (refused, said on the
+# console). Never fails the boot: the next boot tries again.
+edit_user_file() {
+  local path="$1" mode="$2" old="" new tmp=""
+  shift 2
+  if ! no_link "$path" || ! as_ubuntu mkdir -p "$ROOT${path%/*}" || ! no_link "$path"; then
+    say "not written: $path is a link, or lies behind one"
+    return 0
+  fi
+  if [[ -e "$ROOT$path" ]] && ! old="$(as_ubuntu cat "$ROOT$path")"; then
+    say "not written: $path is not readable as ubuntu"
+    return 0
+  fi
+  if new="$(if [[ -n "$old" ]]; then printf '%s\n' "$old"; fi | "$@")" &&
+    tmp="$(as_ubuntu mktemp "$ROOT$path.XXXXXX")" &&
+    printf '%s\n' "$new" | as_ubuntu tee "$tmp" >/dev/null && [[ -s "$tmp" ]] &&
+    as_ubuntu chmod "$mode" "$tmp" && as_ubuntu mv -f "$tmp" "$ROOT$path"; then
+    return 0
+  fi
+  [[ -z "$tmp" ]] || as_ubuntu rm -f "$tmp" || true
+  say "not written: $path (disk full?); the old file stays"
 }
 
 detect_platform() {
@@ -211,23 +278,34 @@ nvidia_works() {
 # from the GPUs present now, so no bus id of a GPU this type lacks stays; otherwise
 # (no GPU, or a GPU without a working driver yet) a dummy display, which always works.
 # True when xorg.conf changed.
+# False when unchanged, or not written (the old file stays, and X with it). The new file
+# is made in a fresh directory beside it: nvidia-xconfig backs up a file it overwrites.
 configure_display() {
-  local wanted="$XORG_CONF.dld-new"
-  mkdir -p "$(dirname "$XORG_CONF")"
+  local dir wanted
   DISPLAY_KIND=dummy
+  dir="$(temp_beside "$XORG_CONF" -d)" || { say "display unchanged: no room beside $XORG_CONF"; return 1; }
+  wanted="$dir/xorg.conf"
   if nvidia_works && command -v nvidia-xconfig >/dev/null &&
     nvidia-xconfig --force-generate --preserve-busid --enable-all-gpus --output-xconfig="$wanted" >/dev/null; then
     DISPLAY_KIND=nvidia
   else
-    dummy_xorg_conf >"$wanted"
+    dummy_xorg_conf >"$wanted" || rm -f "$wanted"
   fi
   if cmp -s "$wanted" "$XORG_CONF"; then
-    rm -f "$wanted"
+    rm -rf "$dir"
     return 1
   fi
-  chmod 644 "$wanted"
-  mv -f "$wanted" "$XORG_CONF"
+  if ! commit_file "$wanted" "$XORG_CONF" 644 has_screen; then
+    rm -rf "$dir"
+    say "not written: $XORG_CONF (disk full, or incomplete); the old file stays"
+    return 1
+  fi
+  rm -rf "$dir"
   stage "display: $DISPLAY_KIND"
+}
+
+has_screen() {
+  grep -q '^Section "Screen"' "$1"
 }
 
 # A desktop set up before the dummy driver came with every first boot, then moved
@@ -384,28 +462,66 @@ EOF
 # and a stray newline must not become a second entry.
 efs_values_ok() {
   [[ "$EFS_FILE_SYSTEM_ID" =~ ^fs-[0-9a-f]+$ && "$REGION" =~ ^[a-z0-9-]+$ &&
-    "$DNS_SUFFIX" =~ ^[a-z0-9.-]+$ && "$EFS_MOUNT_PATH" =~ ^/[^[:space:]]+$ &&
-    "$EFS_MOUNT_PATH" != *..* ]]
+    "$DNS_SUFFIX" =~ ^[a-z0-9.-]+$ ]] && mount_path_ok "$EFS_MOUNT_PATH"
 }
 
-write_fstab() {
-  local fstab="$ROOT/etc/fstab"
-  local line="$EFS_FILE_SYSTEM_ID.efs.$REGION.$DNS_SUFFIX:/ $EFS_MOUNT_PATH nfs4 $NFS_OPTIONS 0 0"
-  touch "$fstab"
-  # Drop our previous entry (whatever its values) and any other line for this
-  # mount point, then add the current one: exactly one line, always.
-  MARK="$FSTAB_MARK" MOUNT_PATH="$EFS_MOUNT_PATH" awk '
+# Only where the config allows (desktop/rules.py), checked again because the value comes
+# from the stack: never over a system directory, never a hidden one of ubuntu's.
+mount_path_ok() {
+  [[ "$1" =~ ^/(home/ubuntu/|mnt/|data/|fsx/|fsx$)[A-Za-z0-9._@+=,:~/-]*$ &&
+    "$1" != *//* && "$1" != */ && "$1" != */.* ]]
+}
+
+# The fstab without our entry marked $1 (whatever its values) and any other line for the
+# mount point $2; false when the fstab could not be read (nothing is written then).
+fstab_without() {
+  [[ -e "$ROOT/etc/fstab" ]] || return 0
+  MARK="$1" MOUNT_PATH="$2" awk '
     skip { skip = 0; next }
     $0 == ENVIRON["MARK"] { skip = 1; next }
-    $1 !~ /^#/ && $2 == ENVIRON["MOUNT_PATH"] { next }
-    { print }' "$fstab" | {
-    cat
-    printf '%s\n%s\n' "$FSTAB_MARK" "$line"
-  } | write_file "$fstab"
+    ENVIRON["MOUNT_PATH"] != "" && $1 !~ /^#/ && $2 == ENVIRON["MOUNT_PATH"] { next }
+    { print }' "$ROOT/etc/fstab"
+}
+
+# A new fstab ($1) keeps every line of the old one that mounts the root file system.
+keeps_root() {
+  local roots
+  [[ -e "$ROOT/etc/fstab" ]] || return 0
+  roots="$(awk '$1 !~ /^#/ && $2 == "/"' "$ROOT/etc/fstab")" || return 1
+  [[ -z "$roots" ]] || ! grep -vxFf "$1" <<<"$roots" >/dev/null
+}
+
+# Exactly one line for our file system, always; $1 and $2 as for fstab_without, $3 the line.
+write_fstab() {
+  local kept
+  kept="$(fstab_without "$1" "$2")" || return 1
+  {
+    if [[ -n "$kept" ]]; then printf '%s\n' "$kept"; fi
+    if [[ -n "$3" ]]; then printf '%s\n%s\n' "$1" "$3"; fi
+  } | write_file "$ROOT/etc/fstab" "" keeps_root
+}
+
+# The mount point ($1, on the instance) made if missing (as ubuntu in ubuntu's home) and
+# owned by ubuntu, or false with a console line when it, or a directory on the way to it,
+# is a link or no directory: the mount, or the chown, would follow it elsewhere.
+mount_point_ok() {
+  if ! no_link "$1"; then
+    :
+  elif [[ "$1" == /home/ubuntu/* ]]; then
+    as_ubuntu mkdir -p "$ROOT$1" || true
+  else
+    mkdir -p "$ROOT$1" || true
+  fi
+  if ! no_link "$1" || [[ ! -d "$ROOT$1" ]]; then
+    say "refused: the mount point $1 is a link, lies behind one or is no directory; nothing mounted there"
+    return 1
+  fi
+  chown -h ubuntu:ubuntu "$ROOT$1"
 }
 
 mount_efs() {
   local target="$ROOT$EFS_MOUNT_PATH" n
+  mount_point_ok "$EFS_MOUNT_PATH" || return 0
   if ! mountpoint -q "$target"; then
     for ((n = 1; n <= EFS_MOUNT_ATTEMPTS; n++)); do
       if timeout 60 mount -T "$ROOT/etc/fstab" "$target"; then
@@ -419,7 +535,7 @@ mount_efs() {
     done
   fi
   # The EFS root, once mounted; an access point may forbid it, which is no failure.
-  chown ubuntu:ubuntu "$target" || echo "could not chown the EFS root"
+  chown -h ubuntu:ubuntu "$target" || echo "could not chown the EFS root"
   stage "efs mounted at $EFS_MOUNT_PATH"
 }
 
@@ -428,12 +544,15 @@ mount_efs() {
 configure_efs() {
   stage "configuring efs"
   if ! efs_values_ok; then
-    stage "efs skipped: malformed file system id, region or mount path"
+    stage "efs skipped: malformed file system id, region or mount path (only under /home/ubuntu/, /mnt/, /data/ or /fsx)"
     return 1
   fi
-  write_fstab
-  mkdir -p "$ROOT$EFS_MOUNT_PATH"
-  chown ubuntu:ubuntu "$ROOT$EFS_MOUNT_PATH"
+  if ! mount_point_ok "$EFS_MOUNT_PATH"; then
+    write_fstab "$FSTAB_MARK" "" "" || true
+    return 1
+  fi
+  write_fstab "$FSTAB_MARK" "$EFS_MOUNT_PATH" \
+    "$EFS_FILE_SYSTEM_ID.efs.$REGION.$DNS_SUFFIX:/ $EFS_MOUNT_PATH nfs4 $NFS_OPTIONS 0 0"
 }
 
 # --- FSx for Lustre ------------------------------------------------------------
@@ -443,7 +562,8 @@ configure_efs() {
 # driver. A later boot on another kernel installs that kernel's module, and nothing else.
 fsx_values_ok() {
   [[ "$FSX_DNS_NAME" =~ ^[a-z0-9.-]+$ && "$FSX_MOUNT_NAME" =~ ^[A-Za-z0-9_]+$ &&
-    "$FSX_MOUNT_PATH" =~ ^/[^[:space:]]+$ && "$FSX_MOUNT_PATH" != *..* ]]
+    "$FSX_MOUNT_PATH/" != "$EFS_MOUNT_PATH/"* && "$EFS_MOUNT_PATH/" != "$FSX_MOUNT_PATH/"* ]] &&
+    mount_path_ok "$FSX_MOUNT_PATH"
 }
 
 add_lustre_repo() {
@@ -494,19 +614,12 @@ install_lustre_client() {
 
 # One fstab line, rewritten like the EFS one; none when FSx is off.
 write_fsx_fstab() {
-  local fstab="$ROOT/etc/fstab" line=""
+  local line=""
   if [[ -n "$FSX_DNS_NAME" ]]; then
     line="$FSX_DNS_NAME@tcp:/$FSX_MOUNT_NAME $FSX_MOUNT_PATH lustre $FSX_OPTIONS 0 0"
   fi
-  [[ -n "$line" ]] || grep -qxF "$FSX_FSTAB_MARK" "$fstab" || return 0
-  MARK="$FSX_FSTAB_MARK" MOUNT_PATH="$FSX_MOUNT_PATH" awk '
-    skip { skip = 0; next }
-    $0 == ENVIRON["MARK"] { skip = 1; next }
-    ENVIRON["MOUNT_PATH"] != "" && $1 !~ /^#/ && $2 == ENVIRON["MOUNT_PATH"] { next }
-    { print }' "$fstab" | {
-    cat
-    if [[ -n "$line" ]]; then printf '%s\n%s\n' "$FSX_FSTAB_MARK" "$line"; fi
-  } | write_file "$fstab"
+  [[ -n "$line" ]] || grep -qxF "$FSX_FSTAB_MARK" "$ROOT/etc/fstab" || return 0
+  write_fstab "$FSX_FSTAB_MARK" "$FSX_MOUNT_PATH" "$line"
 }
 
 # False when FSx is off or cannot be mounted at this boot (the boot goes on without it).
@@ -524,12 +637,16 @@ configure_fsx() {
     stage "fsx skipped: no lustre client for kernel $(uname -r) yet; the next boot tries again"
     return 1
   fi
+  if ! mount_point_ok "$FSX_MOUNT_PATH"; then
+    write_fstab "$FSX_FSTAB_MARK" "" "" || true
+    return 1
+  fi
   write_fsx_fstab
-  mkdir -p "$ROOT$FSX_MOUNT_PATH"
 }
 
 mount_fsx() {
   local target="$ROOT$FSX_MOUNT_PATH" n
+  mount_point_ok "$FSX_MOUNT_PATH" || return 0
   if ! mountpoint -q "$target"; then
     for ((n = 1; n <= FSX_MOUNT_ATTEMPTS; n++)); do
       timeout 60 mount -T "$ROOT/etc/fstab" "$target" && break
@@ -540,7 +657,7 @@ mount_fsx() {
       sleep 30
     done
   fi
-  chown ubuntu:ubuntu "$target" || echo "could not chown the FSx root"
+  chown -h ubuntu:ubuntu "$target" || echo "could not chown the FSx root"
   stage "fsx mounted at $FSX_MOUNT_PATH"
 }
 
@@ -555,11 +672,12 @@ check_efa() {
 }
 
 write_aws_config() {
-  local config="$USER_HOME/.aws/config"
   [[ "$REGION" =~ ^[a-z0-9-]+$ ]] || return 0
-  mkdir -p "$(dirname "$config")"
-  touch "$config"
-  # Set region in [default]; keep every other line the person may have added.
+  edit_user_file /home/ubuntu/.aws/config 600 aws_config_region
+}
+
+# Set region in [default]; keep every other line the person may have added.
+aws_config_region() {
   R="region = $REGION" awk '
     /^\[/ {
       if (in_default && !done) { print ENVIRON["R"]; done = 1 }
@@ -569,27 +687,27 @@ write_aws_config() {
     in_default && /^[ \t]*region[ \t]*=/ { if (!done) { print ENVIRON["R"]; done = 1 }; next }
     { print }
     END { if (!seen) { print "[default]"; print ENVIRON["R"] } else if (!done) print ENVIRON["R"] }
-  ' "$config" | write_file "$config" 600
-  chown -R ubuntu:ubuntu "$USER_HOME/.aws"
+  '
 }
 
 # ~/.bashrc is read by every new terminal of ubuntu (GNOME Terminal, and SSH via
 # ~/.profile); a marked block is rewritten, never appended twice.
 write_terminal_variables() {
-  local bashrc="$USER_HOME/.bashrc"
-  touch "$bashrc"
+  edit_user_file /home/ubuntu/.bashrc 644 bashrc_block
+}
+
+bashrc_block() {
   B="$BASHRC_BEGIN" E="$BASHRC_END" awk '
     $0 == ENVIRON["B"] { skip = 1; next }
     $0 == ENVIRON["E"] { skip = 0; next }
-    !skip { print }' "$bashrc" | {
+    !skip { print }' | {
     cat
     echo "$BASHRC_BEGIN"
     echo "export desktop_role_arn=$(sh_quote "$ROLE_ARN")"
     echo "export desktop_sg_id=$(sh_quote "$SECURITY_GROUP_ID")"
     echo "export desktop_subnet_id=$(sh_quote "$SUBNET_ID")"
     echo "$BASHRC_END"
-  } | write_file "$bashrc"
-  chown ubuntu:ubuntu "$bashrc"
+  }
 }
 
 # Prints "VERSION<TAB>LAST-MODIFIED<TAB>VALUE" of the DCV password parameter on stdout,
@@ -627,7 +745,8 @@ apply_dcv_password() {
     return 0
   fi
   if printf 'ubuntu:%s\n' "$password" | chpasswd; then
-    printf '%s\n' "$written" | write_file "$DCV_PASSWORD_RECORD" 600
+    # Not recorded (disk full): the next boot sets the same password again.
+    printf '%s\n' "$written" | write_file "$DCV_PASSWORD_RECORD" 600 || true
     stage "dcv password set from parameter version ${written%% *}"
   else
     stage "dcv password not set: chpasswd failed; the next boot tries again"
@@ -641,15 +760,24 @@ read_boot_files_parameter() {
 }
 
 # The boot files unpacked into $1/f, or false with the reason on stdout (tar's own
-# complaint goes to the log). Only exactly the expected names are taken, listed before
-# anything is extracted, and only as regular files: no absolute path, "..", or link.
+# complaint goes to the log). What runs as root comes only from this stack's own parameter
+# (its exact name, from the role's: desktop/boot_files.py), and only exactly the expected
+# names are taken, listed before anything is extracted, each a regular file (no absolute
+# path, "..", or link), all together at most BOOT_FILES_MAX bytes unpacked.
 fetch_boot_files() {
-  local value
+  local value own="${ROLE_ARN##*/}"
+  own="/deep-learning-desktop/${own//[+=,@]/-}/boot-files"
+  if [[ "$BOOT_FILES_PARAMETER" != "$own" ]]; then
+    echo "$BOOT_FILES_PARAMETER refused: not this desktop's parameter $own"
+    return 1
+  fi
   value="$(retry "$BOOT_FILES_ATTEMPTS" 10 read_boot_files_parameter)" ||
     { echo "$BOOT_FILES_PARAMETER not readable after $BOOT_FILES_ATTEMPTS attempts"; return 1; }
   mkdir "$1/f"
   printf '%s' "$value" | base64 -d >"$1/boot-files.tgz" &&
+    (($(gzip -dc "$1/boot-files.tgz" | head -c "$((BOOT_FILES_MAX + 1))" | wc -c) <= BOOT_FILES_MAX)) &&
     [[ "$(tar -tzf "$1/boot-files.tgz" | LC_ALL=C sort)" == "$(printf '%s\n' "${BOOT_FILES[@]}")" ]] &&
+    [[ "$(tar -tvzf "$1/boot-files.tgz" | cut -c1 | sort -u)" == - ]] &&
     tar -xzf "$1/boot-files.tgz" --no-same-owner -C "$1/f" -- "${BOOT_FILES[@]}" &&
     [[ -z "$(find "$1/f" -mindepth 1 ! -type f)" ]] ||
     { echo "$BOOT_FILES_PARAMETER refused: not a tar.gz of the files ${BOOT_FILES[*]}"; return 1; }
@@ -657,6 +785,8 @@ fetch_boot_files() {
 
 # The payload's names, sorted as fetch_boot_files compares them.
 BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py)
+# Bounds what a payload may unpack to (the files are ~20 KB; a gzip bomb stops here).
+BOOT_FILES_MAX=1048576
 
 # The idle agent (cloud_init/idle_agent.py), its keep-awake command and its systemd
 # units, read from the parameter at every boot: an agent changed by `pulumi up` lands at
@@ -833,7 +963,7 @@ forget_previous_efs() {
   if [[ -n "$path" ]] && mountpoint -q "$ROOT$path"; then
     umount -l "$ROOT$path" || true
   fi
-  sed -i "\|^$FSTAB_MARK\$|,+1d" "$fstab"
+  write_fstab "$FSTAB_MARK" "" "" || true
 }
 
 # Out of automatic retries: say so again at every boot, install nothing.

@@ -2,7 +2,7 @@
 one payload for an SSM Parameter Store parameter.
 
 They used to travel in the user data, where they took about half of its compressed size
-(issue 11's goal is 8,192 bytes with every feature on). Now the stack writes them into a
+(issue 11's goal was 8,192 bytes with every feature on; SIZE_GOAL in render.py). Now the stack writes them into a
 parameter, the user data carries only the parameter's name, and the boot reads it
 (cloud_init/boot.sh ``install_idle_agent``).
 

@@ -77,17 +77,32 @@ def valid_instance_type(v: str) -> bool:
     return _INSTANCE_TYPE.fullmatch(v) is not None
 
 
+#: Where a file system may be mounted: below ubuntu's home, /mnt or /data, or at or below
+#: /fsx. Never over a system directory (/etc, /usr/local/bin, /boot/efi, /home): the boot
+#: mounts as root, and the file system's contents are ubuntu's (cloud_init/boot.sh checks
+#: the same again).
+MOUNT_PATH_BASES = ("/home/ubuntu/", "/mnt/", "/data/", "/fsx")
+
+
 def valid_mount_path(v: str) -> bool:
     return (
         len(v) <= MOUNT_PATH_MAX
         and _MOUNT_PATH_CHARS.fullmatch(v) is not None
         and ".." not in v
         and posixpath.normpath(v) == v
+        and (v == "/fsx" or v.startswith(tuple(b if b.endswith("/") else b + "/" for b in MOUNT_PATH_BASES)))
+        # Not a hidden directory (~/.ssh, ~/.config, ~/.local/bin): what is there logs in or runs.
+        and "/." not in v
     )
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+
+
 def valid_key_name(v: str) -> bool:
-    return 1 <= len(v) <= 255 and all(0x20 <= ord(c) <= 0x7E for c in v)
+    """EC2 takes up to 255 ASCII characters; here only letters, digits and ``._-``, so that
+    the name is one word in every command line and file it reaches."""
+    return _KEY_NAME.fullmatch(v) is not None
 
 
 def valid_cidr(v: str) -> bool:

@@ -34,8 +34,9 @@ def _setting(key: str, field: str, sample: str, kind: str, rule: rules.Rule, des
 
 
 MOUNT_PATH_RULE = (
-    f"an absolute path of at most {rules.MOUNT_PATH_MAX} characters (letters, digits and . _ - @ + = , : ~), "
-    "without spaces, '..', '//' or a trailing '/', and not '/'", rules.valid_mount_path)
+    f"a path under /home/ubuntu/, /mnt/ or /data/, or /fsx or under it, of at most {rules.MOUNT_PATH_MAX} "
+    "characters (letters, digits and . _ - @ + = , : ~), without spaces, '..', '//', a trailing '/' "
+    "or a hidden directory (a name starting with '.'), e.g. /home/ubuntu/efs", rules.valid_mount_path)
 
 # Order is the order of the README table: the sample's parameters, then ours.
 SETTINGS: tuple[Setting, ...] = (
@@ -64,7 +65,8 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("securityGroupId", "security_group_id", "DesktopSecurityGroupId", "string", rules.aws_id("sg"),
              "Existing security group for the desktop; empty = create one."),
     _setting("keyName", "key_name", "KeyName", "string",
-             ("an EC2 key pair name of 1-255 printable ASCII characters", rules.valid_key_name),
+             ("an EC2 key pair name of 1-255 letters, digits, '.', '_' or '-' (no space or other "
+              "punctuation; import the key again under such a name if yours has them)", rules.valid_key_name),
              "EC2 key pair for SSH as ubuntu; empty = no key pair (a shell through Session Manager)."),
     _setting("instanceType", "instance_type", "DesktopInstanceType", "string",
              ("an EC2 instance type of the form family.size, e.g. g4dn.xlarge", rules.valid_instance_type),

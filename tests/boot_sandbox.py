@@ -24,15 +24,15 @@ DEFAULT_VALUES = {
     "role_arn": "arn:aws:iam::123456789012:role/dev-desktop-role-0a1b2c3",
     "security_group_id": "sg-0123456789abcdef0",
     "subnet_id": "subnet-0123456789abcdef0",
-    "dcv_password_parameter": "/deep-learning-desktop/dev-role-0a1b2c3/dcv-password",
-    "boot_files_parameter": "/deep-learning-desktop/dev-role-0a1b2c3/boot-files",
+    "dcv_password_parameter": "/deep-learning-desktop/dev-desktop-role-0a1b2c3/dcv-password",
+    "boot_files_parameter": "/deep-learning-desktop/dev-desktop-role-0a1b2c3/boot-files",
 }
 
 #: Every command the boot script may call that acts on the system or network.
 STUBBED = (
     "apt-get apt dpkg dpkg-query snap ubuntu-drivers systemctl reboot shutdown "
     "mount umount mountpoint lspci nvidia-smi nvidia-xconfig modprobe uname curl "
-    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd fi_info systemd-machine-id-setup"
+    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd fi_info systemd-machine-id-setup runuser"
 ).split()
 
 #: The instance id the sandbox's IMDS answers (``Sandbox.instance_id`` changes it).
@@ -97,6 +97,7 @@ case "$name" in
         printf 'Section "Device"\n    Identifier "Device%d"\n    Driver "nvidia"\n' "$n"
         printf '    BusID "PCI:0:%d:0"\nEndSection\n' "$((30 - n))"
       done
+      printf 'Section "Screen"\n    Identifier "Screen0"\n    Device "Device0"\nEndSection\n'
     } >"$out" ;;
   curl)
     case "${*: -1}" in
@@ -168,6 +169,12 @@ case "$name" in
     printf '%s\t%s\t%s\n' "${STUB_SSM_VERSION:-1}" "${STUB_SSM_MODIFIED:-2026-01-01T00:00:00+00:00}" \
       "${STUB_SSM_VALUE:-stub-dcv-password}" ;;
   chpasswd) cat >>"$STUB_STATE/chpasswd.stdin" ;;
+  runuser)
+    # `runuser -u ubuntu -- command...`: the command runs here as the sandbox's own user
+    # (the tests see each call; what it may touch, the kernel decides only on EC2).
+    while [[ $# -gt 0 && "$1" != -- ]]; do shift; done
+    shift
+    exec "$@" ;;
 esac
 exit 0
 """
@@ -249,8 +256,9 @@ class Sandbox:
         _, script = split_parts(render(**{**DEFAULT_VALUES, **overrides}))
         return script
 
-    def boot(self, **overrides: str) -> Boot:
-        """Run the rendered boot script once, as cloud-init would at a boot."""
+    def boot(self, wrap: tuple[str, ...] = (), **overrides: str) -> Boot:
+        """Run the rendered boot script once, as cloud-init would at a boot; ``wrap``: a
+        command line the script's own is appended to (e.g. one that fills the disk first)."""
         path = self.base / "user-script.sh"
         path.write_text(self.script(**overrides))
         path.chmod(0o755)
@@ -274,7 +282,7 @@ class Sandbox:
         }
         assert env["DLD_ROOT"], "the sandbox must never run the script against /"
         result = subprocess.run(
-            ["/bin/bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
+            [*wrap, "/bin/bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
         )
         return Boot(result.returncode, result.stdout + result.stderr, self._calls()[len(before) :])
 

@@ -122,7 +122,7 @@ def test_plan_shows_the_parameter_and_writes_the_files(project, capsys):
     assert "idle_agent.py (0755, " in out and "deep-learning-desktop-idle.timer (0644, " in out
     assert "allow ssm:GetParameter on arn:aws:ssm:" in out and "/boot-files" in out
     assert re.search(r"user data [\d,]+ bytes, [\d,]+ gzip-compressed \(EC2's limit 16,384, "
-                     r"this project's goal 8,192\)", out)
+                     r"this project's goal 10,240\)", out)
     written = {path.name: path for path in (out_dir / "boot-files").iterdir()}
     assert sorted(written) == sorted(FILES)
     for name, path in written.items():

@@ -16,7 +16,7 @@ FSX = {
 # The line AWS documents (DNS name@tcp:/mount name, type lustre, _netdev), with nofail
 # so that a missing file system never holds up a boot.
 FSX_LINE = ("fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com@tcp:/abcdef12 /home/ubuntu/fsx lustre "
-            "relatime,flock,_netdev,nofail 0 0")
+            "relatime,flock,_netdev,nofail,noauto 0 0")
 KERNEL = "6.8.0-1021-aws"
 CODENAMES = {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}
 PLATFORMS = [(version, arch) for version in CODENAMES for arch in ("x86_64", "aarch64")]

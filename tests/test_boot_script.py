@@ -18,7 +18,7 @@ from boot_sandbox import DEFAULT_VALUES, Boot, Sandbox  # noqa: E402
 
 IN_PROGRESS = "Cloud init in progress. Machine will REBOOT after cloud init is complete!!"
 ENABLED = "NICE DCV server is enabled!"
-NFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail"
+NFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail,noauto"
 
 SCENARIOS = {
     "24.04-x86_64-gpu-driver-ok": dict(version="24.04", arch="x86_64", gpu=True, nvidia_ok=True),
@@ -131,7 +131,7 @@ def test_first_boot_files_and_progress(sandbox):
     assert fstab_entries(box)[0][1] == "/", "the root file system line is kept"
     # The reboot follows: EFS is in fstab with its mount point ready; the next boot mounts it.
     assert first.named("mount") == [] and box.mounted() == []
-    assert ["chown", "ubuntu:ubuntu", str(box.path("/home/ubuntu/efs"))] in first.calls
+    assert ["chown", "-h", "ubuntu:ubuntu", str(box.path("/home/ubuntu/efs"))] in first.calls
 
     aws = configparser.ConfigParser()
     aws.read_string(box.read("/home/ubuntu/.aws/config"))

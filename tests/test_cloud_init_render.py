@@ -146,9 +146,9 @@ def test_normal_user_data_and_the_boot_files_fit_their_limits():
     assert tier(value) == ("Standard" if len(value) <= STANDARD_LIMIT else "Advanced")
 
 
-def test_longest_legal_values_stay_within_half_of_ec2s_limit_compressed():
+def test_longest_legal_values_stay_within_the_goal_compressed():
     user_data = render(**LONGEST)
-    assert SIZE_GOAL == USER_DATA_LIMIT // 2
+    assert SIZE_GOAL <= USER_DATA_LIMIT * 5 // 8, "a quarter and more of EC2's limit stays free"
     assert len(compress(user_data)) <= SIZE_GOAL
     _, script = split_parts(user_data)
     # Every feature on: each value is in the script that was measured.

@@ -82,19 +82,49 @@ def test_bucket_names_near_the_reserved_ones_are_accepted(bucket):
     assert DesktopArgs(**{**ARGS, "s3_bucket": bucket}).s3_bucket == bucket
 
 
-def test_key_pair_names_are_printable_ascii_up_to_255_characters():
-    for good in ("my key", "~tilde~", "k" * 255):
+def test_key_pair_names_are_letters_digits_and_dot_underscore_hyphen_up_to_255_characters():
+    for good in ("my-key", "team.key_2", "k" * 255):
         assert DesktopArgs(**{**ARGS, "key_name": good}).key_name == good
-    for bad in ("k" * 256, "del\x7f", "tab\tkey", ""):
-        with pytest.raises(ConfigError):
+    for bad in ("k" * 256, "my key", "key;reboot", "$(reboot)", "`id`", "~tilde~", "del\x7f", "tab\tkey", "ключ", ""):
+        with pytest.raises(ConfigError) as caught:
             DesktopArgs(**{**ARGS, "key_name": bad})
+        (problem,) = caught.value.problems
+        assert problem.key == "keyName" and problem.value == bad and "letters, digits" in problem.expected
 
 
 def test_a_mount_path_may_be_255_characters_and_no_more():
-    longest = "/" + "e" * 254
+    longest = "/mnt/" + "e" * 250
     assert DesktopArgs(**ARGS, efs_mount_path=longest).efs_mount_path == longest
     with pytest.raises(ConfigError):
         DesktopArgs(**ARGS, efs_mount_path=longest + "e")
+
+
+@pytest.mark.parametrize("field,key", [("efs_mount_path", "efsMountPath"), ("fsx_mount_path", "fsxMountPath")])
+@pytest.mark.parametrize("path", [
+    "/etc", "/etc/efs", "/usr/local/bin", "/boot/efi", "/home", "/home/ubuntu", "/home/other/efs", "/",
+    "/mnt", "/data", "/root/efs", "/var/lib/efs", "/fsxx", "/mntx/efs", "/home/ubuntu/.ssh",
+    "/home/ubuntu/.config/autostart", "/home/ubuntu/work/.local", "/home/ubuntu/../../etc",
+])
+def test_a_mount_path_outside_home_mnt_data_and_fsx_is_refused_naming_the_key(field, key, path):
+    with pytest.raises(ConfigError) as caught:
+        DesktopArgs(**ARGS, fsx_lustre=True, **{field: path})
+    problem = caught.value.problems[0]
+    assert (problem.key, problem.value) == (key, path)
+    assert "/home/ubuntu/, /mnt/ or /data/, or /fsx" in problem.expected
+
+
+@pytest.mark.parametrize("path", ["/home/ubuntu/efs", "/home/ubuntu/work/data", "/mnt/efs", "/data/team", "/fsx",
+                                  "/fsx/scratch"])
+def test_a_mount_path_under_home_mnt_data_or_fsx_is_taken(path):
+    assert DesktopArgs(**ARGS, efs_mount_path=path).efs_mount_path == path
+
+
+@pytest.mark.parametrize("efs,fsx", [("/mnt/data", "/mnt/data"), ("/mnt/data", "/mnt/data/fsx"),
+                                     ("/fsx/efs", "/fsx"), ("/home/ubuntu/a", "/home/ubuntu/a/b")])
+def test_efs_and_fsx_may_not_be_equal_or_nested(efs, fsx):
+    with pytest.raises(ConfigError) as caught:
+        DesktopArgs(**ARGS, fsx_lustre=True, efs_mount_path=efs, fsx_mount_path=fsx)
+    assert caught.value.problems[0].key == "fsxMountPath"
 
 
 def test_every_value_that_is_not_of_its_type_is_reported_not_only_the_first():

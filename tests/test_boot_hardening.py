@@ -1,0 +1,311 @@
+"""The real boot, attacked: links ubuntu plants in its home, a full disk, values that point
+the mounts at system directories, a boot-files parameter that is not the stack's own.
+
+The boot runs as root; every test asks the same three things afterwards: no file outside
+ubuntu's home changed (byte for byte, hashed), nothing only root may read reached a file
+ubuntu can read, and the desktop still came up (``ready`` on the console).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import shutil
+import tarfile
+
+import pytest
+
+from boot_sandbox import DEFAULT_VALUES, Sandbox
+from cloud_init.boot_files import FILES
+from cloud_init.render import shipped
+
+SECRET = "root:$6$only-root-may-read-this$:19000:0:99999:7:::"
+HOME = "home/ubuntu"
+READY = "deep-learning-desktop: ready"
+FSX = {
+    "fsx_dns_name": "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com",
+    "fsx_mount_name": "abcdef12",
+    "fsx_mount_path": "/home/ubuntu/fsx",
+}
+
+
+def outside_home(box: Sandbox) -> dict[str, str]:
+    """A hash of every file and link outside ubuntu's home (not the log or the console)."""
+    skip = {box.path("/var/log/deep-learning-desktop.log"), box.console}
+    out = {}
+    for path in sorted(box.root.rglob("*")):
+        relative = str(path.relative_to(box.root))
+        if path in skip or relative == HOME or relative.startswith(HOME + "/"):
+            continue
+        if path.is_symlink():
+            out[relative] = "-> " + str(path.readlink())
+        elif path.is_file():
+            out[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[relative] = "dir"
+    return out
+
+
+def secrets_in_home(box: Sandbox) -> list[str]:
+    """Files (not links) in ubuntu's home that hold root-only text."""
+    home = box.path("/home/ubuntu")
+    return [str(p) for p in home.rglob("*")
+            if p.is_file() and not p.is_symlink() and "only-root-may-read-this" in p.read_text(errors="replace")]
+
+
+def installed(box: Sandbox, **values: str) -> None:
+    """A desktop set up (its first boot), with a root-only /etc/shadow and
+    an /etc/sudoers.d; no file system mounted yet (as after a reboot: the fstab lines are
+    noauto, only the boot mounts)."""
+    assert box.boot(**values).returncode == 0
+    shadow = box.path("/etc/shadow")
+    shadow.write_text(SECRET + "\n")
+    shadow.chmod(0o600)
+    box.path("/etc/sudoers.d").mkdir(exist_ok=True)
+    (box.state / "mounted").unlink(missing_ok=True)
+
+
+def plant(box: Sandbox, at: str, target: str) -> None:
+    link = box.path(at)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    else:
+        link.unlink(missing_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(box.path(target))
+
+
+# Each link ubuntu could plant before a boot, and what the boot must say of it.
+ATTACKS = {
+    "the old fixed temp name": ("/home/ubuntu/.aws/config.dld-tmp", "/etc/sudoers.d/zz", None),
+    "aws config to shadow": ("/home/ubuntu/.aws/config", "/etc/shadow", "/home/ubuntu/.aws/config is a link"),
+    "aws directory to sudoers.d": ("/home/ubuntu/.aws", "/etc/sudoers.d", "/home/ubuntu/.aws/config is a link"),
+    "bashrc to shadow": ("/home/ubuntu/.bashrc", "/etc/shadow", "/home/ubuntu/.bashrc is a link"),
+    "efs mount point to sudoers.d": ("/home/ubuntu/efs", "/etc/sudoers.d", "the mount point /home/ubuntu/efs is a link"),
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_link_ubuntu_plants_leads_root_nowhere_and_the_desktop_comes_up(sandbox, attack):
+    at, target, said = ATTACKS[attack]
+    box = sandbox()
+    installed(box)
+    fstab = box.read("/etc/fstab")
+    plant(box, at, target)
+    before = outside_home(box)
+
+    boot = box.boot()
+
+    assert boot.returncode == 0, boot.output
+    after = outside_home(box)
+    if attack.startswith("efs"):
+        # Our EFS line goes (systemd would mount through the link), and nothing else.
+        assert box.read("/etc/fstab") == "".join(
+            line + "\n" for line in fstab.splitlines() if "efs" not in line.lower())
+        after["etc/fstab"] = before["etc/fstab"]
+        assert not [call for call in boot.calls if call[0] in ("chown", "mount") and call[-1] == str(box.path(at))]
+        assert box.mounted() == []
+    assert after == before, "no file outside ubuntu's home changed"
+    assert box.path(at).is_symlink(), "the link is refused, not replaced or followed"
+    assert secrets_in_home(box) == []
+    assert READY in box.console_lines()
+    if said:
+        assert any(line.startswith("deep-learning-desktop: ") and said in line for line in box.console_lines())
+
+
+def test_a_link_in_place_of_the_fsx_mount_point_is_refused(sandbox):
+    box = sandbox()
+    installed(box, **FSX)
+    plant(box, "/home/ubuntu/fsx", "/etc/sudoers.d")
+    before = outside_home(box)
+    boot = box.boot(**FSX)
+    assert boot.returncode == 0, boot.output
+    after = outside_home(box)
+    assert "lustre" not in box.read("/etc/fstab"), "no fstab line through the link"
+    after["etc/fstab"] = before["etc/fstab"]
+    assert after == before
+    assert box.mounted() == [str(box.path("/home/ubuntu/efs"))], "EFS mounted, FSx not"
+    assert not [call for call in boot.calls if call[0] in ("chown", "mount") and call[-1] == str(box.path("/home/ubuntu/fsx"))]
+    assert "deep-learning-desktop: refused: the mount point /home/ubuntu/fsx is a link, lies behind one or is no " \
+           "directory; nothing mounted there" in box.console_lines()
+    assert READY in box.console_lines()
+
+
+def test_a_link_on_the_way_to_the_mount_point_is_refused(sandbox):
+    box = sandbox()
+    values = {"efs_mount_path": "/home/ubuntu/work/efs"}
+    installed(box, **values)
+    plant(box, "/home/ubuntu/work", "/etc")
+    before = outside_home(box)
+    boot = box.boot(**values)
+    assert boot.returncode == 0
+    after = outside_home(box)
+    after["etc/fstab"] = before["etc/fstab"]
+    assert after == before and box.mounted() == []
+    assert not box.path("/etc/efs").exists()
+    assert READY in box.console_lines()
+
+
+def test_ubuntus_files_are_read_and_written_as_ubuntu(sandbox):
+    """On EC2 the kernel then refuses what a link would reach: the sandbox runs as one user,
+    so the calls show it."""
+    box = sandbox()
+    boot = box.boot()
+    as_ubuntu = [call[4:] for call in boot.named("runuser") if call[1:4] == ["-u", "ubuntu", "--"]]
+    for name in (".bashrc", ".aws/config"):
+        path = str(box.path(f"/home/ubuntu/{name}"))
+        assert ["cat", path] not in as_ubuntu, "a first boot has no old file to read"
+        assert any(call[:2] == ["mv", "-f"] and call[-1] == path for call in as_ubuntu), name
+        assert not [c for c in boot.calls if c[0] == "chown" and c[-1] == path], "nothing to chown"
+    again = box.boot()
+    assert ["cat", str(box.path("/home/ubuntu/.bashrc"))] in [c[4:] for c in again.named("runuser")]
+
+
+# --- a full disk ----------------------------------------------------------------
+
+# Runs the boot with the sandbox's /etc and /var/lib on one tiny tmpfs filled to the last
+# page (a private mount namespace: nothing outlives the boot), then copies what they hold
+# out for the test to read.
+FILL = r"""
+set -euo pipefail
+root="$1" out="$2" full="$3" boot_path="$PATH"
+shift 3
+# The system's own tools here, not the sandbox's stubs (its mount only logs).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t tmpfs -o size=512k tmpfs "$full"
+[[ "$(findmnt -n -o FSTYPE --target "$full")" == tmpfs ]] || exit 97
+for d in etc var/lib; do
+  mkdir -p "$full/$d"
+  cp -a "$root/$d/." "$full/$d/"
+  mount --bind "$full/$d" "$root/$d"
+done
+# Bounded: 512 KiB fill it; never more, whatever went wrong above.
+dd if=/dev/zero of="$full/fill" bs=4k count=256 2>/dev/null || true
+rc=0
+PATH="$boot_path" "$@" || rc=$?
+for d in etc var/lib; do
+  mkdir -p "$out/$d"
+  cp -a "$root/$d/." "$out/$d/"
+done
+exit "$rc"
+"""
+
+KEPT = ("/etc/fstab", "/etc/X11/xorg.conf", "/etc/dcv/dcv.conf")
+
+
+def test_a_full_disk_leaves_fstab_xorg_and_dcv_conf_whole_and_says_so(sandbox):
+    box = sandbox()
+    installed(box)
+    # What this boot would change: the display (a GPU now), dcv.conf (an old one without
+    # the idle timeout), the fstab (another EFS mount path).
+    box.gpu, box.nvidia_ok = 1, True
+    conf = box.path("/etc/dcv/dcv.conf")
+    conf.write_text("".join(line for line in conf.read_text().splitlines(keepends=True) if "idle-timeout" not in line))
+    before = {path: box.path(path).read_bytes() for path in KEPT}
+    out, full = box.base / "after", box.base / "full"
+    full.mkdir()
+    script = box.base / "fill.sh"
+    script.write_text(FILL)
+
+    boot = box.boot(wrap=("unshare", "--mount", "--propagation", "private", "bash", str(script),
+                          str(box.root), str(out), str(full)), efs_mount_path="/home/ubuntu/data")
+
+    assert boot.returncode == 0, boot.output
+    assert "No space left on device" in boot.output, "the disk was full"
+    for path in KEPT:
+        assert (out / path.lstrip("/")).read_bytes() == before[path], f"{path} unchanged, byte for byte"
+        assert any(line.startswith(f"deep-learning-desktop: not written: {box.path(path)}")
+                   for line in box.console_lines()), path
+    assert not list(out.joinpath("etc").rglob("*.??????")), "no temporary file left"
+    assert ["systemctl", "restart", "display-manager", "dcvserver"] not in boot.calls, "X keeps its file"
+    assert READY in box.console_lines()
+
+
+# --- values that point the mounts at system directories --------------------------
+
+@pytest.mark.parametrize("values", [
+    {"efs_mount_path": "/etc"}, {"efs_mount_path": "/usr/local/bin"}, {"efs_mount_path": "/boot/efi"},
+    {"efs_mount_path": "/home"}, {"efs_mount_path": "/"}, {"efs_mount_path": "/home/ubuntu/.ssh"},
+    {**FSX, "fsx_mount_path": "/home/ubuntu/efs/fsx"}, {**FSX, "fsx_mount_path": "/home/ubuntu"},
+])
+def test_the_boot_refuses_a_mount_path_the_config_would_refuse(sandbox, values):
+    box = sandbox()
+    installed(box)
+    fstab = box.read("/etc/fstab")
+    before = outside_home(box)
+    boot = box.boot(**values)
+    assert boot.returncode == 0
+    after = outside_home(box)
+    if "efs_mount_path" in values:
+        assert box.read("/etc/fstab") == fstab, "the earlier EFS line stays; no new one"
+        assert box.mounted() == []
+    else:
+        assert "lustre" not in box.read("/etc/fstab")
+        assert box.mounted() == [str(box.path("/home/ubuntu/efs"))]
+    assert after == before
+    assert not [c for c in boot.calls if c[0] in ("chown", "mount") and str(box.root) + "/" not in c[-1] + "/"
+                or c[0] == "mount" and c[-1] != str(box.path("/home/ubuntu/efs"))]
+    assert any(" skipped: malformed" in line for line in box.console_lines())
+    assert READY in box.console_lines()
+
+
+# --- the boot files -----------------------------------------------------------
+
+AGENT = "/usr/local/lib/deep-learning-desktop/idle-agent"
+
+
+def _payload(members: list[tarfile.TarInfo], data: dict[str, bytes]) -> str:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info in members:
+            body = data.get(info.name, b"")
+            if info.type == tarfile.REGTYPE:
+                info.size = len(body)
+            tar.addfile(info, io.BytesIO(body) if info.type == tarfile.REGTYPE else None)
+    return base64.b64encode(gzip.compress(raw.getvalue())).decode()
+
+
+def _regular(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o755
+    return info
+
+
+def test_boot_files_from_another_parameter_than_the_stacks_own_are_refused(sandbox):
+    box = sandbox()
+    box.boot()
+    agent = box.read(AGENT)
+    box.env["STUB_BOOT_FILES"] = _payload([_regular(n) for n in sorted(FILES)], {"idle_agent.py": b"#!/bin/sh\nid\n"})
+    other = "/deep-learning-desktop/someone-elses-role/boot-files"
+    boot = box.boot(boot_files_parameter=other)
+    assert boot.returncode == 0
+    assert not [c for c in boot.named("aws") if other in c], "not even read"
+    assert box.read(AGENT) == agent
+    own = DEFAULT_VALUES["boot_files_parameter"]
+    assert f"deep-learning-desktop: idle agent not updated: {other} refused: not this desktop's parameter {own}; " \
+           "the next boot tries again" in box.console_lines()
+    assert READY in box.console_lines()
+
+
+@pytest.mark.parametrize("kind", ["hard link", "directory", "gzip bomb"])
+def test_boot_files_with_a_hard_link_a_directory_or_too_much_data_are_refused(sandbox, kind):
+    box = sandbox()
+    box.boot()
+    agent = box.read(AGENT)
+    members = [_regular(n) for n in sorted(FILES)]
+    data = {n: shipped(n).encode() for n in FILES}
+    if kind == "hard link":
+        members[-1].type, members[-1].linkname = tarfile.LNKTYPE, "deep-learning-desktop-idle.timer"
+    elif kind == "directory":
+        members[-1].type = tarfile.DIRTYPE
+    else:
+        data["idle_agent.py"] = b"#" * (2 * 1024 * 1024)  # compresses to a few KB
+    box.env["STUB_BOOT_FILES"] = _payload(members, data)
+    boot = box.boot()
+    assert boot.returncode == 0
+    assert box.read(AGENT) == agent
+    assert not [c for c in boot.named("tar") if "-xzf" in c], "refused before extracting"
+    assert any("idle agent not updated" in line and "refused" in line for line in box.console_lines())
+    assert READY in box.console_lines()
