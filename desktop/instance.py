@@ -17,7 +17,7 @@ from desktop.dcv_password import DcvPassword
 from desktop.efa import Efa
 from desktop.identity import Identity
 from desktop.image import Image, is_of_architecture, other_architecture
-from desktop.instance_tags import IDLE_BLOCKED_HOURS, IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL
+from desktop.instance_tags import IDLE_BLOCKED_HOURS, IDLE_STOP_MINUTES, KEEP_AWAKE_UNTIL, capacity_block_end_tag
 from desktop.lustre import Lustre
 from desktop.naming import child
 from desktop.partition import Partition
@@ -130,6 +130,8 @@ def desktop_instance(
         IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
         IDLE_BLOCKED_HOURS: str(args.idle_blocked_hours),
         **({EFA_TAG: "true"} if efa else {}),
+        # The agent holds the stop inside a paid block, until its last 10 minutes.
+        **capacity_block_end_tag(capacity.end_date if capacity.is_block else None),
     }
     tags = with_cost_tag(tags, cost_tag)
     depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])

@@ -6,10 +6,7 @@ A module of its own, without pulumi_aws, so the commands import it cheaply.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
-
-if TYPE_CHECKING:
-    from pulumi import Output
+from typing import Optional
 
 # The idle policy in minutes as a decimal string ("0" = never stop). The component sets
 # it from idleStopMinutes; a change is a tag update in place, never a stop and start.
@@ -28,16 +25,11 @@ IDLE_BLOCKED_HOURS = "IdleBlockedHours"
 CAPACITY_BLOCK_END = "CapacityBlockEnd"
 
 
-def capacity_block_end_tags(end: "Output[Optional[str]]") -> "Output[dict]":
-    """The instance tags for the end of a Capacity Block: ``end`` is the block's end as
-    ISO-8601 (the Capacity Block lookup's ``end_date``, e.g. ``2026-12-01T11:30:00Z``) or
-    epoch seconds, or None (no block: no tag). Merge the result into the instance's tags;
-    a new block changes the tag in place."""
-    return end.apply(capacity_block_end_tag)
-
-
 def capacity_block_end_tag(value: Optional[str]) -> dict:
-    """``{"CapacityBlockEnd": "<epoch seconds>"}`` of a block's end, or ``{}`` for none."""
+    """``{"CapacityBlockEnd": "<epoch seconds>"}`` of a block's end, or ``{}`` for none.
+
+    ``value`` is the Capacity Block lookup's ``end_date`` (ISO-8601, e.g.
+    ``2026-12-01T11:30:00Z``) or epoch seconds; a new block changes the tag in place."""
     return {CAPACITY_BLOCK_END: str(epoch(value))} if value else {}
 
 

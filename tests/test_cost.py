@@ -115,6 +115,14 @@ def test_the_capacity_exposes_the_blocks_end_for_the_agent():
     assert found["capacity"].is_block and found["capacity"].end_date == "2031-02-03T04:05:00Z"
 
 
+def test_a_block_desktop_tells_the_agent_when_the_block_ends_and_a_reservation_does_not(run_main):
+    block = offline.AccountMocks(capacity_blocks={RESERVATION: {"endDate": "2031-02-03T04:05:00Z",
+                                                               "instanceType": "p5.48xlarge"}})
+    tags = instance_of(run_main(mocks=block, capacityReservationId=RESERVATION, instanceType="p5.48xlarge"))["tags"]
+    assert tags["CapacityBlockEnd"] == "1927857900"  # 2031-02-03T04:05:00Z, from `date -d ... +%s`
+    assert "CapacityBlockEnd" not in instance_of(run_main(capacityReservationId=RESERVATION))["tags"]
+
+
 @pytest.mark.parametrize("read_back", [
     {"instanceMarketOptions": {"marketType": "capacity-block"}, "instanceLifecycle": "capacity-block"},  # PR 48701
     {"instanceMarketOptions": {}, "instanceLifecycle": "capacity-block"},  # a provider before it
