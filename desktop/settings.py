@@ -33,6 +33,11 @@ def _setting(key: str, field: str, sample: str, kind: str, rule: rules.Rule, des
     return Setting(key, field, sample, kind, expected, check, description)
 
 
+#: The values of sagemakerAccess: our own least-privilege policy (desktop/sagemaker_policy.py),
+#: the sample's managed policy, or no SageMaker. The desktop's boundary (desktop/identity.py)
+#: applies to all three.
+SAGEMAKER_ACCESS = ("scoped", "full", "none")
+
 MOUNT_PATH_RULE = (
     f"an absolute path of at most {rules.MOUNT_PATH_MAX} characters (letters, digits and . _ - @ + = , : ~), "
     "without spaces, '..', '//' or a trailing '/', and not '/'", rules.valid_mount_path)
@@ -100,6 +105,9 @@ SETTINGS: tuple[Setting, ...] = (
              "Capacity reservation or Capacity Block for ML the instance runs in; empty = none."),
     _setting("efa", "efa", "(new)", "boolean", rules.boolean(),
              "Elastic Fabric Adapter as the primary network interface (types that support it)."),
+    _setting("sagemakerAccess", "sagemaker_access", "(new)", "string", rules.one_of(*SAGEMAKER_ACCESS),
+             "SageMaker from the desktop: scoped (jobs, models and endpoints as the desktop's own role), "
+             "full (AWS's AmazonSageMakerFullAccess, as the sample) or none (no SageMaker at all)."),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

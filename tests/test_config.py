@@ -47,6 +47,7 @@ BAD = [
     ("fsxMountPath", "fsx"), ("fsxMountPath", "/mnt/f s"),
     ("capacityReservationId", "cr-12"), ("capacityReservationId", "cb-0123456789abcdef0"),
     ("efa", "enabled"),
+    ("sagemakerAccess", "Scoped"), ("sagemakerAccess", "all"), ("sagemakerAccess", "true"),
 ]
 
 GOOD_EDGES = [
