@@ -7,7 +7,8 @@ from typing import Optional
 import pulumi
 
 from desktop import (
-    backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage,
+    backup, boot_files, capacity, dcv_password, efa, identity, image, instance, lustre, network, sagemaker_config,
+    storage,
 )
 from desktop.config import DesktopArgs
 from desktop.naming import check_component_name
@@ -55,7 +56,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         role = identity.desktop_role(name, args, partition, self)
         ami = image.resolve(args, self)
         password = dcv_password.dcv_password(name, role, partition, self)
-        files_for_boot = boot_files.boot_files(name, role, self)
+        files_for_boot = boot_files.boot_files(
+            name, role, self, sagemaker_defaults(name, args, role.role.arn, security_group_id))
         fsx = lustre.file_system(name, args, security_group_id, self)
         interface = efa.interface(name, args, security_group_id, self)
         volume_tags = backup.root_volume_tags(role.role)
@@ -96,6 +98,16 @@ class DeepLearningDesktop(pulumi.ComponentResource):
             "efs_file_system_id": self.efs_file_system_id,
             "dcv_url": self.dcv_url,
         })
+
+
+def sagemaker_defaults(name: str, args: DesktopArgs, role_arn: pulumi.Output[str],
+                       security_group_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The SageMaker SDK's defaults file of the desktop ``name`` (none with sagemakerAccess none)."""
+    if args.sagemaker_access == "none":
+        return pulumi.Output.from_input(sagemaker_config.NO_DEFAULTS)
+    return pulumi.Output.all(role_arn, args.subnet_id, security_group_id, args.s3_bucket).apply(
+        lambda v: sagemaker_config.render(desktop=name, role_arn=v[0], subnet_id=v[1], security_group_id=v[2],
+                                          bucket=v[3]))
 
 
 def ssh_command(args: DesktopArgs, host: str, instance_id: str, region: str) -> str:
