@@ -99,3 +99,31 @@ def test_the_boot_writes_the_stacks_file_rewrites_it_and_leaves_a_persons_own_al
     assert "s3://team-bucket/sagemaker/dev" in box.read(ADMIN) and "my-dl-desktop-data" not in box.read(ADMIN)
     assert sorted(p.name for p in box.path(ADMIN).parent.iterdir()) == ["config.yaml"]
     assert own.read_text() == "SchemaVersion: '1.0'\n# mine\n"
+
+
+# --- data where the desktop has it ------------------------------------------------------
+
+def test_a_job_in_the_desktops_group_reaches_its_efs_and_fsx(run_main):
+    """A job started with the defaults carries the groups of their VpcConfig; the desktop's EFS
+    mount target and FSx file system admit NFS and Lustre from that group itself (a group
+    reference, so every instance carrying it, not one address)."""
+    from cloud_init.boot_files import unpack
+
+    r = run_main(fsxLustre="true")
+    (parameter,) = [p for p in r.of_type("aws:ssm/parameter:Parameter") if p.name == "test--boot-files"]
+    defaults = yaml.safe_load(unpack(parameter.inputs["value"]["value"])["sagemaker-config.yaml"][1])
+    job_groups = defaults["SageMaker"]["TrainingJob"]["VpcConfig"]["SecurityGroupIds"]
+    assert job_groups == [r.outputs["DesktopSecurityGroup"]]
+    ingress = [rule.inputs for rule in r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+
+    def admitted(group_id) -> set:
+        return {(i["ipProtocol"], i["fromPort"], i["toPort"]) for i in ingress
+                if i["securityGroupId"] == group_id and i.get("referencedSecurityGroupId") in job_groups}
+
+    (mount_target,) = r.of_type("aws:efs/mountTarget:MountTarget")
+    (efs_group,) = mount_target.inputs["securityGroups"]
+    assert admitted(efs_group) == {("tcp", 2049, 2049)}
+    (fsx,) = r.of_type("aws:fsx/lustreFileSystem:LustreFileSystem")
+    (fsx_group,) = fsx.inputs["securityGroupIds"]
+    assert admitted(fsx_group) == {("tcp", 988, 988), ("tcp", 1018, 1023)}
+    assert not any("cidrIpv4" in i for i in ingress if i["securityGroupId"] in (efs_group, fsx_group))
