@@ -74,8 +74,9 @@ JOB_ACTIONS = (
     "sagemaker:BatchPutMetrics",
     "sagemaker:BatchGetMetrics",
     # Tags on create (the defaults file tags every job with the desktop's name): SageMaker
-    # authorizes the Tags of a Create* call as AddTags.
+    # authorizes the Tags of a Create* call as AddTags; ListTags reads them back.
     "sagemaker:AddTags",
+    "sagemaker:ListTags",
 )
 
 # Listing and searching take no resource (IAM's "*" only): the SDK's waiters, `aws sagemaker
@@ -91,7 +92,6 @@ LIST_ACTIONS = (
     "sagemaker:ListExperiments",
     "sagemaker:ListTrials",
     "sagemaker:ListTrialComponents",
-    "sagemaker:ListTags",
     "sagemaker:Search",
 )
 
@@ -119,17 +119,21 @@ ENI_ACTIONS = (
     "ec2:DeleteNetworkInterface",
     "ec2:DeleteNetworkInterfacePermission",
 )
-# EC2 takes no resource for the Describe calls, nor EFS and FSx for listing file systems.
+# EC2 takes no resource for the Describe calls, nor FSx for describing file systems (which a
+# job reading the desktop's FSx for Lustre makes).
 VPC_ACTIONS = (
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeVpcs",
     "ec2:DescribeDhcpOptions",
     "ec2:DescribeSubnets",
     "ec2:DescribeSecurityGroups",
-    # A job reading the desktop's EFS or FSx for Lustre (FileSystemInput) looks them up
-    # (EFS's mount targets in the next statement: that action takes a file system).
-    "elasticfilesystem:DescribeFileSystems",
     "fsx:DescribeFileSystems",
+)
+# A job reading the desktop's EFS (FileSystemInput) looks it up: the file systems of this
+# account and region.
+FILE_SYSTEM_ACTIONS = (
+    "elasticfilesystem:DescribeFileSystems",
+    "elasticfilesystem:DescribeMountTargets",
 )
 
 
@@ -158,8 +162,8 @@ def scoped_policy(partition: str, region: str, account: str, role_arn: str) -> d
              "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}},
             {"Sid": "VpcModeInterfaces", "Effect": "Allow", "Action": list(ENI_ACTIONS),
              "Resource": f"arn:{partition}:ec2:{region}:{account}:*"},
-            {"Sid": "VpcModeAndFileSystems", "Effect": "Allow", "Action": list(VPC_ACTIONS), "Resource": "*"},
-            {"Sid": "EfsMountTargets", "Effect": "Allow", "Action": "elasticfilesystem:DescribeMountTargets",
+            {"Sid": "VpcModeDescribe", "Effect": "Allow", "Action": list(VPC_ACTIONS), "Resource": "*"},
+            {"Sid": "FileSystems", "Effect": "Allow", "Action": list(FILE_SYSTEM_ACTIONS),
              "Resource": f"arn:{partition}:elasticfilesystem:{region}:{account}:file-system/*"},
         ],
     }
