@@ -784,7 +784,7 @@ fetch_boot_files() {
 }
 
 # The payload's names, sorted as fetch_boot_files compares them.
-BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py)
+BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py sagemaker-config.yaml)
 # Bounds what a payload may unpack to (the files are ~20 KB; a gzip bomb stops here).
 BOOT_FILES_MAX=1048576
 
@@ -808,9 +808,17 @@ install_idle_agent() {
   chown ubuntu:ubuntu "$STATE_DIR/keep-awake"
   write_file "$units/deep-learning-desktop-idle.service" <"$tmp/f/deep-learning-desktop-idle.service"
   write_file "$units/deep-learning-desktop-idle.timer" <"$tmp/f/deep-learning-desktop-idle.timer"
+  install_sagemaker_config "$tmp/f/sagemaker-config.yaml"
   rm -rf "$tmp"
   systemctl daemon-reload
   systemctl enable --now deep-learning-desktop-idle.timer
+}
+
+# The SageMaker SDK's defaults (desktop/sagemaker_config.py) at its admin location, 0644 and
+# root's, written through a temp file beside it and renamed: a person's
+# ~/.config/sagemaker/config.yaml is never touched, and wins (the SDK reads it after this).
+install_sagemaker_config() {
+  write_file "$ROOT/etc/xdg/sagemaker/config.yaml" <"$1"
 }
 
 # DCV disconnects a client idle for 60 minutes (warned 5 minutes before), so a person

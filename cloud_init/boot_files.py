@@ -28,6 +28,14 @@ FILES = {
     "idle_agent.py": 0o755,
 }
 
+#: The SageMaker SDK's defaults file (desktop/sagemaker_config.py), rendered per desktop at
+#: deploy; the boot writes it to /etc/xdg/sagemaker/config.yaml. Not a file of cloud_init/.
+SAGEMAKER_CONFIG = "sagemaker-config.yaml"
+#: Its content when the desktop has no SageMaker defaults: valid for the SDK, sets nothing.
+NO_SAGEMAKER_DEFAULTS = "SchemaVersion: '1.0'\n"
+#: Every member of a payload, as the boot lists them (sorted).
+MEMBERS = tuple(sorted([*FILES, SAGEMAKER_CONFIG]))
+
 #: Parameter Store's limits on a parameter's value: Standard (free) up to 4 KB, Advanced
 #: ($0.05 a month) up to 8 KB. The parameter asks for Intelligent-Tiering, so Parameter
 #: Store picks Standard while the payload fits it.
@@ -48,9 +56,10 @@ class BootFilesTooLarge(ValueError):
         )
 
 
-def texts() -> dict[str, str]:
-    """Each file's text as the desktop gets it (comment-only lines stripped), by name."""
-    return {name: shipped(name) for name in sorted(FILES)}
+def texts(sagemaker_config: str = NO_SAGEMAKER_DEFAULTS) -> dict[str, str]:
+    """Each file's text as the desktop gets it (comment-only lines stripped), by name, and
+    the SageMaker defaults file."""
+    return {**{name: shipped(name) for name in sorted(FILES)}, SAGEMAKER_CONFIG: sagemaker_config}
 
 
 def payload(files: dict[str, str] | None = None, limit: int = ADVANCED_LIMIT) -> str:

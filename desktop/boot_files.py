@@ -58,13 +58,17 @@ class BootFiles:
     grant: aws.iam.RolePolicy
 
 
-def boot_files(name: str, identity: Identity, parent: pulumi.Resource) -> BootFiles:
+def boot_files(name: str, identity: Identity, parent: pulumi.Resource,
+               sagemaker_config: pulumi.Input[str] = payloads.NO_SAGEMAKER_DEFAULTS) -> BootFiles:
     """The parameter with the files the boot installs, and the desktop role's grant to read it.
+    ``sagemaker_config`` is the SageMaker SDK's defaults file (desktop/sagemaker_config.py),
+    which may depend on other resources' outputs (the role, the group).
 
     Raises :class:`cloud_init.boot_files.BootFilesTooLarge` (a ValueError) before anything is
     registered when the files no longer fit one parameter.
     """
-    value = payloads.payload()
+    payloads.payload()  # too large already without the defaults file: say so now
+    value = pulumi.Output.from_input(sagemaker_config).apply(lambda text: payloads.payload(payloads.texts(text)))
     # The name is fixed by the role: a replacement must free it before creating anew.
     parameter_child = child(name, "boot-files", parent, delete_before_replace=True)
     parameter = aws.ssm.Parameter(
@@ -74,7 +78,7 @@ def boot_files(name: str, identity: Identity, parent: pulumi.Resource) -> BootFi
         tier=TIER,
         value=value,
         description=(f"The files the boot of the deep learning desktop {name} installs "
-                     f"({', '.join(payloads.FILES)}): base64 of a tar.gz"),
+                     f"({', '.join(payloads.MEMBERS)}): base64 of a tar.gz"),
         opts=parameter_child.opts,
     )
     grant_child = child(name, "boot-files-read", parent)

@@ -8,7 +8,8 @@ from typing import Optional
 import pulumi
 
 from desktop import (
-    backup, boot_files, budget, capacity, dcv_password, efa, identity, image, instance, lustre, network, storage,
+    backup, boot_files, budget, capacity, dcv_password, efa, identity, image, instance, lustre, network,
+    sagemaker_config, storage,
 )
 from desktop.config import DesktopArgs
 from desktop.naming import check_component_name
@@ -58,7 +59,8 @@ class DeepLearningDesktop(pulumi.ComponentResource):
         files = storage.file_system(name, args, security_group_id, self, cost_tag=volume_tags)
         ami = image.resolve(args, self)
         password = dcv_password.dcv_password(name, role, partition, self)
-        files_for_boot = boot_files.boot_files(name, role, self)
+        files_for_boot = boot_files.boot_files(
+            name, role, self, sagemaker_defaults(name, args, role.role.arn, security_group_id))
         fsx = lustre.file_system(name, args, security_group_id, self, cost_tag=volume_tags)
         interface = efa.interface(name, args, security_group_id, self, cost_tag=volume_tags)
         where = capacity.resolve(args, self)
@@ -111,6 +113,16 @@ class DeepLearningDesktop(pulumi.ComponentResource):
 def ssm_road(stack: str, *command: str) -> str:
     """``python -m desktop COMMAND --stack STACK``, quoted, for an output to show."""
     return shlex.join(["python", "-m", "desktop", *command, "--stack", stack])
+
+
+def sagemaker_defaults(name: str, args: DesktopArgs, role_arn: pulumi.Output[str],
+                       security_group_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The SageMaker SDK's defaults file of the desktop ``name`` (none with sagemakerAccess none)."""
+    if args.sagemaker_access == "none":
+        return pulumi.Output.from_input(sagemaker_config.NO_DEFAULTS)
+    return pulumi.Output.all(role_arn, args.subnet_id, security_group_id, args.s3_bucket).apply(
+        lambda v: sagemaker_config.render(desktop=name, role_arn=v[0], subnet_id=v[1], security_group_id=v[2],
+                                          bucket=v[3]))
 
 
 def ssh_command(args: DesktopArgs, host: str, instance_id: str, region: str, profile: Optional[str] = None) -> str:

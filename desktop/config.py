@@ -28,6 +28,15 @@ __all__ = [
 
 OPEN_CIDR = "0.0.0.0/0"
 
+SAGEMAKER_FULL_WARNING = (
+    "sagemakerAccess is full: the desktop's role gets AWS's AmazonSageMakerFullAccess, which allows "
+    "every SageMaker action on every SageMaker resource of the account (other people's jobs, models, "
+    "endpoints and pipelines too), creating S3 buckets, ECR repositories and SNS topics, reading "
+    "SageMaker-tagged secrets, Glue, Athena and Redshift queries; the desktop's boundary still "
+    "holds (it passes only its own role, to SageMaker only; no Cognito, no IAM writes, no other "
+    "Parameter Store parameters). `pulumi config rm sagemakerAccess` for the scoped default"
+)
+
 
 class Problem(NamedTuple):
     """One bad config value: the key, the value as given, and the expected form."""
@@ -111,6 +120,7 @@ class DesktopArgs:
     spot_max_price: Optional[str] = None
     budget_monthly_usd: int = 0
     budget_email: Optional[str] = None
+    sagemaker_access: str = "scoped"
 
     def __post_init__(self) -> None:
         problems = []
@@ -144,13 +154,16 @@ class DesktopArgs:
     @property
     def warnings(self) -> list[str]:
         """What is allowed but worth a second look."""
+        warnings = []
         if self.access_cidr == OPEN_CIDR:
-            return [
+            warnings.append(
                 f"accessCidr is {OPEN_CIDR}: SSH (22) and DCV (8443) are open to the whole internet; "
                 "set your own range, e.g. `pulumi config set accessCidr 203.0.113.7/32`, or none "
                 "(`pulumi config rm accessCidr`: no open port, Session Manager only)"
-            ]
-        return []
+            )
+        if self.sagemaker_access == "full":
+            warnings.append(SAGEMAKER_FULL_WARNING)
+        return warnings
 
 
 def _combination_problems(args: "DesktopArgs") -> list[Problem]:

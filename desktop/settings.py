@@ -33,6 +33,11 @@ def _setting(key: str, field: str, sample: str, kind: str, rule: rules.Rule, des
     return Setting(key, field, sample, kind, expected, check, description)
 
 
+#: The values of sagemakerAccess: our own least-privilege policy (desktop/sagemaker_policy.py),
+#: the sample's managed policy, or no SageMaker. The desktop's boundary (desktop/identity.py)
+#: applies to all three.
+SAGEMAKER_ACCESS = ("scoped", "full", "none")
+
 MOUNT_PATH_RULE = (
     f"a path under /home/ubuntu/, /mnt/ or /data/, or /fsx or under it, of at most {rules.MOUNT_PATH_MAX} "
     "characters (letters, digits and . _ - @ + = , : ~), without spaces, '..', '//', a trailing '/' "
@@ -118,6 +123,9 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("budgetEmail", "budget_email", "(new)", "string",
              ("one e-mail address, e.g. me@example.com", rules.valid_email),
              "Who the budget e-mails at 80% of the forecast and 100% of the actual (with budgetMonthlyUsd)."),
+    _setting("sagemakerAccess", "sagemaker_access", "(new)", "string", rules.one_of(*SAGEMAKER_ACCESS),
+             "SageMaker from the desktop: scoped (jobs, models and endpoints as the desktop's own role), "
+             "full (AWS's AmazonSageMakerFullAccess, as the sample) or none (no SageMaker at all)."),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

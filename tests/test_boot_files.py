@@ -14,7 +14,7 @@ import pytest
 from boot_sandbox import Sandbox
 from cloud_init import split_parts, render
 from cloud_init.boot_files import (
-    ADVANCED_LIMIT, FILES, STANDARD_LIMIT, BootFilesTooLarge, payload, texts, tier, unpack,
+    ADVANCED_LIMIT, FILES, MEMBERS, STANDARD_LIMIT, BootFilesTooLarge, payload, texts, tier, unpack,
 )
 from cloud_init.render import shipped
 from boot_sandbox import DEFAULT_VALUES
@@ -25,7 +25,7 @@ TIMER = "/etc/systemd/system/deep-learning-desktop-idle.timer"
 ENABLE = ["systemctl", "enable", "--now", "deep-learning-desktop-idle.timer"]
 NOT_UPDATED = "deep-learning-desktop: idle agent not updated: "
 REFUSED = (f"{NOT_UPDATED}{DEFAULT_VALUES['boot_files_parameter']} refused: not a tar.gz of the files "
-           "deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py; "
+           "deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py sagemaker-config.yaml; "
            "the next boot tries again")
 
 
@@ -51,7 +51,7 @@ def regular(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 
 def expected_members(agent: bytes = b"#!/usr/bin/python3\nprint('other agent')\n"):
-    return [regular(name, agent if name == "idle_agent.py" else shipped(name).encode()) for name in sorted(FILES)]
+    return [regular(name, agent if name == "idle_agent.py" else texts()[name].encode()) for name in MEMBERS]
 
 
 def extractions(boot) -> list[list[str]]:
@@ -69,9 +69,9 @@ def test_the_payload_holds_exactly_the_files_with_their_modes():
     packed = unpack(payload())
     assert {name: mode for name, (mode, _) in packed.items()} == {
         "idle_agent.py": 0o755, "deep-learning-desktop-idle.service": 0o644,
-        "deep-learning-desktop-idle.timer": 0o644}
+        "deep-learning-desktop-idle.timer": 0o644, "sagemaker-config.yaml": 0o644}
     for name, (_, text) in packed.items():
-        assert text == shipped(name)
+        assert text == (shipped(name) if name in FILES else "SchemaVersion: '1.0'\n")
 
 
 def test_the_payload_is_the_same_for_the_same_files():
@@ -83,7 +83,7 @@ def test_the_payload_is_the_same_for_the_same_files():
     assert data[4:8] == b"\0\0\0\0", "no time in the gzip header"
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == sorted(FILES)
+    assert [m.name for m in members] == sorted(MEMBERS)
     assert {(m.mtime, m.uid, m.gid, m.type) for m in members} == {(0, 0, 0, tarfile.REGTYPE)}
     assert payload({**texts(), "idle_agent.py": shipped("idle_agent.py") + "# changed\n"}) != value
 

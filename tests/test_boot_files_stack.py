@@ -11,7 +11,9 @@ import pytest
 from parliament import analyze_policy_string
 
 import cloud_init
-from cloud_init.boot_files import FILES, payload, tier, unpack
+import yaml
+
+from cloud_init.boot_files import ADVANCED_LIMIT, FILES, MEMBERS, payload, unpack
 from cloud_init.render import shipped
 from conftest import GOOD, ROOT
 from desktop import DeepLearningDesktop
@@ -31,17 +33,37 @@ def boot_files_parameter(r):
     return parameter
 
 
+def sagemaker_values(text: str) -> tuple:
+    """(role, subnets, groups, S3 root) of a SageMaker defaults file."""
+    document = yaml.safe_load(text)["SageMaker"]
+    remote = document["PythonSDK"]["Modules"]["RemoteFunction"]
+    return (remote["RoleArn"], remote["VpcConfig"]["Subnets"], remote["VpcConfig"]["SecurityGroupIds"],
+            remote["S3RootUri"])
+
+
 def test_the_parameter_holds_exactly_the_files_as_the_desktop_gets_them(run_main):
-    parameter = boot_files_parameter(run_main())
+    r = run_main()
+    parameter = boot_files_parameter(r)
     inputs = parameter.inputs
     assert inputs["name"] == NAME
     assert inputs["type"] == "String"
     assert inputs["tier"] == "Intelligent-Tiering"
     # The provider's SDK marks every parameter value secret (the state keeps it encrypted).
     files = unpack(inputs["value"]["value"])
+    defaults = files.pop("sagemaker-config.yaml")
     assert {name: text for name, (_, text) in files.items()} == {name: shipped(name) for name in FILES}
     assert files["idle_agent.py"][0] == 0o755
+    # The SageMaker SDK's defaults of this desktop (tests/test_sagemaker_config.py has the SDK read it).
+    assert defaults[0] == 0o644
+    assert sagemaker_values(defaults[1]) == (
+        r.outputs["DesktopRole"], [GOOD["subnetId"]], [r.outputs["DesktopSecurityGroup"]],
+        f"s3://{GOOD['s3Bucket']}/sagemaker/test")
     assert parameter.delete_before_replace  # its fixed name must be free for a replacement
+
+
+def test_without_sagemaker_the_defaults_file_sets_nothing(run_main):
+    files = unpack(boot_files_parameter(run_main(sagemakerAccess="none")).inputs["value"]["value"])
+    assert yaml.safe_load(files["sagemaker-config.yaml"][1]) == {"SchemaVersion": "1.0"}
 
 
 def test_the_user_data_names_the_parameter_and_carries_no_file(run_main):
@@ -116,15 +138,18 @@ def test_plan_shows_the_parameter_and_writes_the_files(project, capsys):
     out_dir = project / "out"
     assert main(["plan", "--stack", "dev", "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    size = len(payload())
-    assert (f"boot-files, tier Intelligent-Tiering: {tier(payload())} for a value of {size:,} characters "
-            "(Standard holds 4,096, Advanced 8,192)") in out
+    # The dev stack's value: the files plus its SageMaker defaults, more than the files alone.
+    found = re.search(r"boot-files, tier Intelligent-Tiering: (Standard|Advanced) for a value of ([\d,]+) "
+                      r"characters \(Standard holds 4,096, Advanced 8,192\)", out)
+    assert found and len(payload()) < int(found.group(2).replace(",", "")) <= ADVANCED_LIMIT
     assert "idle_agent.py (0755, " in out and "deep-learning-desktop-idle.timer (0644, " in out
     assert "allow ssm:GetParameter on arn:aws:ssm:" in out and "/boot-files" in out
     assert re.search(r"user data [\d,]+ bytes, [\d,]+ gzip-compressed \(EC2's limit 16,384, "
                      r"this project's goal 10,240\)", out)
     written = {path.name: path for path in (out_dir / "boot-files").iterdir()}
-    assert sorted(written) == sorted(FILES)
+    assert sorted(written) == list(MEMBERS)
+    defaults = written.pop("sagemaker-config.yaml")
+    assert sagemaker_values(defaults.read_text())[3] == "s3://my-dl-desktop-data/sagemaker/dev"
     for name, path in written.items():
         assert path.read_text() == shipped(name)
         assert path.stat().st_mode & 0o777 == FILES[name]

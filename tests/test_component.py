@@ -268,10 +268,14 @@ def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     (statement,) = trust["Statement"]
     assert sorted(statement["Principal"]["Service"]) == ["ec2.amazonaws.com", "sagemaker.amazonaws.com"]
     assert statement["Action"] == "sts:AssumeRole"
-    attachment = r.named("test--sagemaker").inputs
-    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    # sagemakerAccess scoped (the default): our own policy, not AmazonSageMakerFullAccess
+    # (tests/test_role_evaluation.py evaluates what the role may do).
+    attachments = {a.inputs["policyArn"] for a in r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                   if a.inputs["role"] == r.named("test--role").state["name"]}
+    assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in r.of_type(ROLE_POLICY)}
-    assert set(policies) == {"s3-read-write", "dcv-license-s3", "dcv-password-parameter", "boot-files-parameter"}
+    assert set(policies) == {"s3-read-write", "dcv-license-s3", "dcv-password-parameter", "boot-files-parameter",
+                             "boundary", "sagemaker-scoped"}
     resources = {res for s in policies["s3-read-write"]["Statement"] for res in [s["Resource"]]}
     assert resources == {"arn:aws:s3:::my-dl-data", "arn:aws:s3:::my-dl-data/*"}
     actions = {a for s in policies["s3-read-write"]["Statement"] for a in s["Action"]}

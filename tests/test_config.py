@@ -55,6 +55,7 @@ BAD = [
     ("budgetMonthlyUsd", "-5"), ("budgetMonthlyUsd", "12.5"), ("budgetMonthlyUsd", "1000001"),
     ("budgetEmail", "me"), ("budgetEmail", "me@localhost"), ("budgetEmail", "a@b.com,c@d.com"),
     ("budgetEmail", "Me <me@example.com>"), ("budgetEmail", "me@exa mple.com"),
+    ("sagemakerAccess", "Scoped"), ("sagemakerAccess", "all"), ("sagemakerAccess", "true"),
 ]
 
 GOOD_EDGES = [

@@ -60,7 +60,7 @@ def test_plan_with_given_group_and_efs_shows_neither_created(project, capsys):
     assert main(["plan", "--stack", "t"]) == 0
     out = capsys.readouterr().out
     assert "aws:ec2/securityGroup:SecurityGroup" not in out
-    assert "aws:efs/fileSystem:FileSystem" not in out and "MountTarget" not in out
+    assert "aws:efs/fileSystem:FileSystem" not in out and "aws:efs/mountTarget:MountTarget" not in out
     assert output_line(out, "DesktopSecurityGroup") == "sg-0fedcba9876543210"
     assert output_line(out, "EFSFileSystemId") == "fs-0123456789abcdef0"
 

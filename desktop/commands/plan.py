@@ -189,8 +189,11 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
     elif kind == "RolePolicy":
         out.append(f"inline policy {i.get('name')!r}:")
         for statement in json.loads(i["policy"])["Statement"]:
-            out.append(f"  {statement['Effect'].lower()} {', '.join(_as_list(statement['Action']))}"
-                       f" on {', '.join(_as_list(statement['Resource']))}")
+            # A Deny may name what it spares (NotResource) rather than what it covers.
+            on = (f"on {', '.join(_as_list(statement['Resource']))}" if "Resource" in statement
+                  else f"on all but {', '.join(_as_list(statement['NotResource']))}")
+            when = f" when {json.dumps(statement['Condition'])}" if "Condition" in statement else ""
+            out.append(f"  {statement['Effect'].lower()} {', '.join(_as_list(statement['Action']))} {on}{when}")
     elif kind == "InstanceProfile":
         out.append(f"role {i.get('role')}")
     elif kind == "RandomPassword":
