@@ -89,12 +89,12 @@ def iso(t):
 # No seconds, fractions, signs or bare numbers: "90" could mean anything.
 def duration_seconds(text):
     import re
-    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?", text.strip(), re.ASCII)
+    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip(), re.ASCII)
     if not text.strip() or not m:
-        raise ValueError(f"{text!r} is not a duration: expected whole days, hours and minutes, "
-                         "e.g. 30m, 4h, 1h30m or 1d (no seconds, fractions, signs or bare numbers)")
-    d, h, n = (int(x or 0) for x in m.groups())
-    return d * 86400 + h * 3600 + n * 60
+        raise ValueError(f"{text!r} is not a duration: expected whole days, hours, minutes and seconds in "
+                         "that order, e.g. 30m, 4h, 1h30m, 1d or 30s (no fractions, signs or bare numbers)")
+    d, h, n, sec = (int(x or 0) for x in m.groups())
+    return d * 86400 + h * 3600 + n * 60 + sec
 
 
 def run(*command):

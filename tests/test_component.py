@@ -132,7 +132,7 @@ def test_instance_has_every_property_of_the_spec(run_main):
     assert i["metadataOptions"]["httpEndpoint"] == "enabled"
     # Containers on the desktop are one hop further; more hops would let IMDS answer beyond the host.
     assert i["metadataOptions"]["httpPutResponseHopLimit"] == 2
-    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30",
+    assert i["tags"] == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": "30", "IdleBlockedHours": "12",
                          "DeepLearningDesktop": "test--role-abc1234"}
     assert i["iamInstanceProfile"] == r.named("test--profile").state["name"]
     assert i["userDataReplaceOnChange"] is False

@@ -27,10 +27,6 @@ MAX_README_LINES = 300
 # Pages that other branches of issue 19 add, which README.md links already. Each may be
 # missing until those branches are merged; once one exists, the test below fails so that
 # its name is taken out of this set and its links are checked like every other.
-NOT_YET_MERGED = frozenset({
-    "docs/security.md", "docs/sagemaker.md", "docs/idle-stop.md", "docs/costs.md",
-    "docs/commands.md", "docs/boot-hardening.md", "docs/development.md",
-})
 
 
 def pages() -> list[Path]:
@@ -81,7 +77,7 @@ def links(page: Path) -> list[str]:
     return [m.group(1) for line in prose for m in LINK.finditer(CODE_SPAN.sub("", line))]
 
 
-def broken_links(page: Path, missing_allowed: frozenset[str] = frozenset()) -> list[str]:
+def broken_links(page: Path) -> list[str]:
     broken = []
     for target in links(page):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not ours to check
@@ -90,8 +86,7 @@ def broken_links(page: Path, missing_allowed: frozenset[str] = frozenset()) -> l
         linked = (page.parent / path_part).resolve() if path_part else page
         name = linked.relative_to(ROOT).as_posix() if linked.is_relative_to(ROOT) else str(linked)
         if not linked.exists():
-            if name not in missing_allowed:
-                broken.append(f"{page.name}: {target} (no such file)")
+            broken.append(f"{page.name}: {target} (no such file)")
             continue
         if anchor and anchor not in anchors(linked):
             broken.append(f"{page.name}: {target} (no heading #{anchor} in {name})")
@@ -170,12 +165,7 @@ def test_the_readme_is_at_most_300_lines():
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_relative_link_resolves(page):
-    assert broken_links(page, NOT_YET_MERGED) == []
-
-
-def test_pages_of_other_branches_are_still_missing():
-    present = sorted(name for name in NOT_YET_MERGED if (ROOT / name).exists())
-    assert present == [], f"merged now: take {present} out of NOT_YET_MERGED in {Path(__file__).name}"
+    assert broken_links(page) == []
 
 
 def test_the_readme_links_every_docs_page():
@@ -183,8 +173,6 @@ def test_the_readme_links_every_docs_page():
     own = [page for page in DOCS.glob("*.md") if not page.name.startswith("_")]
     assert own, "docs/ has pages"
     assert sorted(p.name for p in own if p.resolve() not in linked) == []
-    for name in NOT_YET_MERGED:
-        assert (ROOT / name).resolve() in linked, f"README.md links {name}"
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(ROOT).as_posix())

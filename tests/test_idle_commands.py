@@ -329,7 +329,7 @@ def test_keep_awake_accepts_exactly_72_hours(instance, clock, capsys):
 
 
 LONGER = "at most 72h"
-NOT_A_DURATION = "is not a duration: expected whole days, hours and minutes"
+NOT_A_DURATION = "is not a duration: expected whole days, hours, minutes and seconds"
 
 
 @pytest.mark.parametrize("given, said", [("72h1m", LONGER), ("73h", LONGER), ("0m", LONGER), ("0", NOT_A_DURATION),

@@ -21,7 +21,8 @@ def instance_of(rendering):
 @pytest.mark.parametrize("minutes", ["0", "10", "30", "1440"])
 def test_the_idle_policy_is_a_tag_beside_the_name(run_main, minutes):
     tags = instance_of(run_main(idleStopMinutes=minutes)).inputs["tags"]
-    assert tags == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": minutes, "IdleBlockedHours": "12"}
+    assert tags == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": minutes, "IdleBlockedHours": "12",
+                    "DeepLearningDesktop": "test--role-abc1234"}  # the cost tag (desktop/cost_tag.py)
 
 
 @pytest.mark.parametrize("hours", ["0", "1", "168"])

@@ -60,7 +60,7 @@ def poll_interval(text: str) -> float:
     """A ``--poll`` duration: at least 1 second (``0m`` would ask EC2 without a pause)."""
     seconds = duration(text)
     if seconds < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is too short a poll interval; expected at least 1m")
+        raise argparse.ArgumentTypeError(f"{text!r} is too short a poll interval; expected at least 1s")
     return seconds
 
 
