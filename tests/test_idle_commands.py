@@ -195,6 +195,20 @@ def test_status_of_a_running_desktop(instance, console, clock, pricing, capsys):
     assert "start --wait" not in out
 
 
+def test_status_names_each_probe_that_still_blocks_the_idle_stop_and_for_how_long(instance, console, clock, pricing,
+                                                                               capsys):
+    usual_prices(pricing)
+    earlier_boot = BANNER + line("idle stop blocked: ssm unreadable (ps exit 1) since 2026-11-27T20:00:00Z")
+    console(instance, earlier_boot + BANNER + line("ready")
+            + line("idle stop blocked: gpu unreadable (nvidia-smi exit 9) since 2026-11-27T22:30:00Z")
+            + line("idle stop blocked: dcv unreadable (dcv exit 1) since 2026-11-27T22:40:00Z")
+            + line("idle stop unblocked: dcv readable again") + line("idle since 2026-11-27 23:05 UTC"))
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    blocked = [text for text in out.splitlines() if text.startswith("idle stop blocked:")]
+    assert blocked == ["idle stop blocked:  gpu unreadable (nvidia-smi exit 9) since 2026-11-27T22:30:00Z (1h00m ago)"]
+
+
 def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, pricing, capsys):
     usual_prices(pricing)
     client("ec2").stop_instances(InstanceIds=[instance])

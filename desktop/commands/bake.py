@@ -82,9 +82,7 @@ def _ready_or_refuse(target: operate.Desktop, instance: dict, force: bool) -> st
 def last_agent_line(console: str) -> Optional[str]:
     """The idle agent's last console line of the current boot (after the kernel's last
     banner), or None: a line from an earlier boot says nothing about now."""
-    banners = list(operate.KERNEL_BANNER.finditer(console))
-    current = console[banners[-1].end():] if banners else console
-    lines = operate.idle_lines(current)
+    lines = operate.idle_lines(operate.current_boot(console))
     return lines[-1] if lines else None
 
 

@@ -232,12 +232,40 @@ def _why_stopped(instance: dict) -> str:
     return instance.get("StateTransitionReason") or ""
 
 
-def _last_idle_line(ec2, instance_id: str) -> str:
+# The agent's lines for a probe it cannot read, and for one it reads again (cloud_init/idle_agent.py).
+BLOCKED = re.compile(r"idle stop blocked: (?P<probe>\S+) unreadable \((?P<error>.*)\) since (?P<since>\S+)")
+UNBLOCKED = re.compile(r"idle stop unblocked: (?P<probe>\S+) readable again")
+
+
+def _agent_lines(ec2, instance_id: str) -> tuple[str, list[str]]:
+    """The agent's last console line, and its probes still unreadable in this boot."""
     try:
-        lines = operate.idle_lines(operate.console_output(ec2, instance_id))
+        console = operate.console_output(ec2, instance_id)
     except botocore.exceptions.ClientError as error:
-        return f"unknown (the console output: {aws.message(error)})"
-    return lines[-1] if lines else "none on the console yet"
+        return f"unknown (the console output: {aws.message(error)})", []
+    lines = operate.idle_lines(console)
+    return (lines[-1] if lines else "none on the console yet"), blocked_probes(
+        operate.idle_lines(operate.current_boot(console)), _now())
+
+
+def blocked_probes(lines: list[str], now: float) -> list[str]:
+    """``<probe> unreadable (<error>) since <time> (<span> ago)`` of each probe that the
+    agent said it cannot read, in ``lines``, and has not said it reads again."""
+    still: dict[str, re.Match] = {}
+    for line in lines:
+        if (blocked := BLOCKED.fullmatch(line)):
+            still[blocked["probe"]] = blocked
+        elif (unblocked := UNBLOCKED.fullmatch(line)):
+            still.pop(unblocked["probe"], None)
+    said = []
+    for match in still.values():
+        try:
+            since = datetime.datetime.fromisoformat(match["since"].replace("Z", "+00:00")).timestamp()
+            ago = f" ({span(now - since)} ago)"
+        except ValueError:
+            ago = ""
+        said.append(f"{match['probe']} unreadable ({match['error']}) since {match['since']}{ago}")
+    return said
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -247,7 +275,7 @@ def _status(args: argparse.Namespace) -> int:
         instance = target.describe()
         ec2 = target.ec2()
         volume = _root_volume(ec2, instance)
-        agent = _last_idle_line(ec2, target.instance_id)
+        agent, blocked = _agent_lines(ec2, target.instance_id)
     state = instance["State"]["Name"]
     kind = instance["InstanceType"]
     tags = _tags(instance)
@@ -278,6 +306,8 @@ def _status(args: argparse.Namespace) -> int:
         ("idle policy", idle_policy(tags)),
         ("keep-awake", describe_keep_awake(tags, now)),
         ("idle agent", agent),
+        # Uncertain keeps the desktop up: say which probe, and for how long already.
+        *(("idle stop blocked", line) for line in blocked),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

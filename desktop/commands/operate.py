@@ -79,12 +79,16 @@ def boot_stage(console: str) -> Optional[str]:
     Lines before the kernel's last banner belong to an earlier boot (the setup
     reboot, or the boot before a stop): a ``ready`` there says nothing about now.
     """
-    banners = list(KERNEL_BANNER.finditer(console))
-    current = console[banners[-1].end():] if banners else console
-    stages = _stages(current)
+    stages = _stages(current_boot(console))
     if stages:
         return stages[-1]
     return "rebooting" if _stages(console) else None
+
+
+def current_boot(console: str) -> str:
+    """The part of ``console`` after the kernel's last banner: what this boot printed."""
+    banners = list(KERNEL_BANNER.finditer(console))
+    return console[banners[-1].end():] if banners else console
 
 
 def _stages(console: str) -> list[str]:
