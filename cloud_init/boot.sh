@@ -753,10 +753,10 @@ apply_dcv_password() {
   fi
 }
 
-# The boot files' payload (base64 of a tar.gz, cloud_init/boot_files.py) on stdout.
-read_boot_files_parameter() {
-  AWS_PAGER="" aws ssm get-parameter --region "$REGION" --name "$BOOT_FILES_PARAMETER" \
-    --query Parameter.Value --output text
+# A String parameter's value on stdout: the boot files' payload (base64 of a tar.gz,
+# cloud_init/boot_files.py), the SageMaker SDK's defaults.
+read_parameter() {
+  AWS_PAGER="" aws ssm get-parameter --region "$REGION" --name "$1" --query Parameter.Value --output text
 }
 
 # The boot files unpacked into $1/f, or false with the reason on stdout (tar's own
@@ -765,13 +765,13 @@ read_boot_files_parameter() {
 # names are taken, listed before anything is extracted, each a regular file (no absolute
 # path, "..", or link), all together at most BOOT_FILES_MAX bytes unpacked.
 fetch_boot_files() {
-  local value own="${ROLE_ARN##*/}"
-  own="/deep-learning-desktop/${own//[+=,@]/-}/boot-files"
+  local value own
+  own="$(own_parameter boot-files)"
   if [[ "$BOOT_FILES_PARAMETER" != "$own" ]]; then
     echo "$BOOT_FILES_PARAMETER refused: not this desktop's parameter $own"
     return 1
   fi
-  value="$(retry "$BOOT_FILES_ATTEMPTS" 10 read_boot_files_parameter)" ||
+  value="$(retry "$BOOT_FILES_ATTEMPTS" 10 read_parameter "$BOOT_FILES_PARAMETER")" ||
     { echo "$BOOT_FILES_PARAMETER not readable after $BOOT_FILES_ATTEMPTS attempts"; return 1; }
   mkdir "$1/f"
   printf '%s' "$value" | base64 -d >"$1/boot-files.tgz" &&
@@ -783,8 +783,14 @@ fetch_boot_files() {
     { echo "$BOOT_FILES_PARAMETER refused: not a tar.gz of the files ${BOOT_FILES[*]}"; return 1; }
 }
 
+# This desktop's own parameter $1: its exact name, from the role's (desktop/boot_files.py).
+own_parameter() {
+  local role="${ROLE_ARN##*/}"
+  echo "/deep-learning-desktop/${role//[+=,@]/-}/$1"
+}
+
 # The payload's names, sorted as fetch_boot_files compares them.
-BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py sagemaker-config.yaml)
+BOOT_FILES=(deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py)
 # Bounds what a payload may unpack to (the files are ~20 KB; a gzip bomb stops here).
 BOOT_FILES_MAX=1048576
 
@@ -808,17 +814,28 @@ install_idle_agent() {
   chown ubuntu:ubuntu "$STATE_DIR/keep-awake"
   write_file "$units/deep-learning-desktop-idle.service" <"$tmp/f/deep-learning-desktop-idle.service"
   write_file "$units/deep-learning-desktop-idle.timer" <"$tmp/f/deep-learning-desktop-idle.timer"
-  install_sagemaker_config "$tmp/f/sagemaker-config.yaml"
   rm -rf "$tmp"
   systemctl daemon-reload
   systemctl enable --now deep-learning-desktop-idle.timer
 }
 
-# The SageMaker SDK's defaults (desktop/sagemaker_config.py) at its admin location, 0644 and
-# root's, written through a temp file beside it and renamed: a person's
+# The SageMaker SDK's defaults (YAML, desktop/sagemaker_config.py) at its admin location at
+# every boot, 0644 and root's, written through a temp file beside it and renamed: a person's
 # ~/.config/sagemaker/config.yaml is never touched, and wins (the SDK reads it after this).
+# From its own parameter beside the boot files' one (the user data names only that one,
+# checked as this desktop's own, as in fetch_boot_files). Unreadable, empty or over 8 KB
+# (Parameter Store's own limit; the stack writes ~1.5 KB): the file an earlier boot wrote
+# stays, and the console says so.
 install_sagemaker_config() {
-  write_file "$ROOT/etc/xdg/sagemaker/config.yaml" <"$1"
+  local value name="${BOOT_FILES_PARAMETER%/*}/sagemaker-config"
+  [[ "$BOOT_FILES_PARAMETER" == "$(own_parameter boot-files)" ]] || return 0
+  if ! value="$(retry "$BOOT_FILES_ATTEMPTS" 10 read_parameter "$name")"; then
+    say "sagemaker defaults not updated: $name not readable after $BOOT_FILES_ATTEMPTS attempts; the previous file stays"
+  elif [[ -z "$value" ]] || (($(printf '%s\n' "$value" | wc -c) > 8192)); then
+    say "sagemaker defaults not updated: $name refused: empty or over 8,192 bytes; the previous file stays"
+  else
+    printf '%s\n' "$value" | write_file "$ROOT/etc/xdg/sagemaker/config.yaml" 644 || true
+  fi
 }
 
 # DCV disconnects a client idle for 60 minutes (warned 5 minutes before), so a person
@@ -842,6 +859,7 @@ apply_values() {
   write_aws_config
   write_terminal_variables
   apply_dcv_password
+  install_sagemaker_config
 }
 
 wait_for_dcv() {

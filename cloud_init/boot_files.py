@@ -28,13 +28,10 @@ FILES = {
     "idle_agent.py": 0o755,
 }
 
-#: The SageMaker SDK's defaults file (desktop/sagemaker_config.py), rendered per desktop at
-#: deploy; the boot writes it to /etc/xdg/sagemaker/config.yaml. Not a file of cloud_init/.
-SAGEMAKER_CONFIG = "sagemaker-config.yaml"
-#: Its content when the desktop has no SageMaker defaults: valid for the SDK, sets nothing.
-NO_SAGEMAKER_DEFAULTS = "SchemaVersion: '1.0'\n"
-#: Every member of a payload, as the boot lists them (sorted).
-MEMBERS = tuple(sorted([*FILES, SAGEMAKER_CONFIG]))
+#: Every member of a payload, as the boot lists them (sorted). The SageMaker SDK's defaults
+#: file is none of them: it has its own parameter (desktop/boot_files.py), as the agent alone
+#: nearly fills this one.
+MEMBERS = tuple(sorted(FILES))
 
 #: Parameter Store's limits on a parameter's value: Standard (free) up to 4 KB, Advanced
 #: ($0.05 a month) up to 8 KB. The parameter asks for Intelligent-Tiering, so Parameter
@@ -56,10 +53,9 @@ class BootFilesTooLarge(ValueError):
         )
 
 
-def texts(sagemaker_config: str = NO_SAGEMAKER_DEFAULTS) -> dict[str, str]:
-    """Each file's text as the desktop gets it (comment-only lines stripped), by name, and
-    the SageMaker defaults file."""
-    return {**{name: shipped(name) for name in sorted(FILES)}, SAGEMAKER_CONFIG: sagemaker_config}
+def texts() -> dict[str, str]:
+    """Each file's text as the desktop gets it (comment-only lines stripped), by name."""
+    return {name: shipped(name) for name in sorted(FILES)}
 
 
 def payload(files: dict[str, str] | None = None, limit: int = ADVANCED_LIMIT) -> str:

@@ -98,7 +98,8 @@ def desktop_instance(
     reservation; with ``lustre`` the boot mounts that file system. ``root_volume_tags`` go
     on the root volume; adding or changing them later tags the volume in place
     (CreateTags/DeleteTags), without a stop or a replacement. With ``boot_files`` the boot
-    installs the files of that parameter (the idle agent); the user data carries its name.
+    installs the files of that parameter (the idle agent); the user data carries its name,
+    from which the boot derives the SageMaker defaults' parameter beside it.
     """
     fsx = (lustre.dns_name, lustre.mount_name) if lustre else ("", "")
     # The password parameter's name reaches the boot, never its value; the boot files'
@@ -138,8 +139,8 @@ def desktop_instance(
     if lustre:
         depends_on.append(lustre.file_system)  # the boot mounts it
     if boot_files:
-        # The boot reads the parameter: it and the grant first (IAM may take a while).
-        depends_on += [boot_files.parameter, boot_files.grant]
+        # The boot reads the parameters: them and the grants first (IAM may take a while).
+        depends_on += boot_files.resources
     desktop = child(
         name, "instance", parent,
         ignore_changes=ignore,

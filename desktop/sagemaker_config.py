@@ -13,9 +13,11 @@ The path is the SDK's admin location (``platformdirs.site_config_dir("sagemaker"
 ``[admin, user]`` are merged in order with botocore's ``merge_dicts``, later values win).
 The boot never touches the person's file.
 
-The file travels in the boot files' parameter (desktop/boot_files.py), not in the user
-data: it follows the stack at every boot (a changed bucket lands at the next restart,
-without `pulumi up` stopping the desktop), and the user data has no room left for it.
+The file travels in its own Parameter Store parameter, next to the boot files' one
+(``/deep-learning-desktop/<role name>/sagemaker-config``, desktop/boot_files.py), not in the
+user data: it follows the stack at every boot (a changed bucket lands at the next restart,
+without `pulumi up` stopping the desktop), and the user data has no room left for it. Not
+in the boot files' payload either: the idle agent alone nearly fills that parameter.
 The keys follow the SDK's schema (``sagemaker/config/config_schema.py``); a test validates
 the file with it and loads it with the SDK's own loader.
 """
@@ -24,14 +26,12 @@ from __future__ import annotations
 
 import yaml
 
-from cloud_init.boot_files import NO_SAGEMAKER_DEFAULTS
-
 #: Where the boot writes the file on the desktop.
 PATH = "/etc/xdg/sagemaker/config.yaml"
 #: The tag every job, model and endpoint started from the desktop carries.
 TAG_KEY = "deep-learning-desktop"
-#: The file for ``sagemakerAccess: none``: valid, and sets nothing.
-NO_DEFAULTS = NO_SAGEMAKER_DEFAULTS
+#: The file for ``sagemakerAccess: none``: valid for the SDK, and sets nothing.
+NO_DEFAULTS = "SchemaVersion: '1.0'\n"
 
 
 def s3_root(bucket: str, desktop: str) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from cloud_init import render, split_parts
 from cloud_init.boot_files import payload
+from desktop.boot_files import SAGEMAKER_CONFIG_LEAF, parameter_name
+from desktop.sagemaker_config import NO_DEFAULTS
 
 #: Values of a normal stack (what the Pulumi component passes to render).
 DEFAULT_VALUES = {
@@ -131,11 +133,30 @@ case "$name" in
   dcv) exit "${STUB_DCV_RC:-0}" ;;
   aws)
     query=""
+    parameter=""
     prev=""
     for arg in "$@"; do
       if [[ "$prev" == --query ]]; then query="$arg"; fi
+      if [[ "$prev" == --name ]]; then parameter="$arg"; fi
       prev="$arg"
     done
+    # The SageMaker defaults' parameter, by the exact name the stack gives it
+    # (STUB_SAGEMAKER_CONFIG_NAME): its value, STUB_SAGEMAKER_CONFIG ("" = ParameterNotFound);
+    # the first STUB_SAGEMAKER_CONFIG_DENIED calls are refused.
+    if [[ "$query" == Parameter.Value && "$parameter" == */sagemaker-config ]]; then
+      denied=$(($(cat "$STUB_STATE/aws.sagemaker-config.denied" 2>/dev/null || echo 0) + 1))
+      if [[ "$parameter" != "$STUB_SAGEMAKER_CONFIG_NAME" ]] || ((denied <= ${STUB_SAGEMAKER_CONFIG_DENIED:-0})); then
+        echo "$denied" >"$STUB_STATE/aws.sagemaker-config.denied"
+        echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
+        exit 254
+      fi
+      if [[ -z "${STUB_SAGEMAKER_CONFIG:-}" ]]; then
+        echo "An error occurred (ParameterNotFound) when calling the GetParameter operation" >&2
+        exit 254
+      fi
+      printf '%s\n' "$STUB_SAGEMAKER_CONFIG"
+      exit 0
+    fi
     # The boot files' parameter (a String: no decryption): its value, STUB_BOOT_FILES (the
     # sandbox sets the real payload); the first STUB_BOOT_FILES_DENIED calls are refused.
     if [[ "$query" == Parameter.Value && " $* " != *" --with-decryption "* ]]; then
@@ -278,6 +299,11 @@ class Sandbox:
             "STUB_KERNEL": self.kernel,
             # What the boot files' parameter holds: the real files, packed by the stack's code.
             "STUB_BOOT_FILES": payload(),
+            # The SageMaker defaults' parameter: its name as the stack makes it for the role
+            # (the boot derives it), and the file of a desktop without SageMaker.
+            "STUB_SAGEMAKER_CONFIG_NAME": parameter_name(DEFAULT_VALUES["role_arn"].rsplit("/", 1)[-1],
+                                                         SAGEMAKER_CONFIG_LEAF),
+            "STUB_SAGEMAKER_CONFIG": NO_DEFAULTS,
             **self.env,
         }
         assert env["DLD_ROOT"], "the sandbox must never run the script against /"

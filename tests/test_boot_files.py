@@ -25,7 +25,7 @@ TIMER = "/etc/systemd/system/deep-learning-desktop-idle.timer"
 ENABLE = ["systemctl", "enable", "--now", "deep-learning-desktop-idle.timer"]
 NOT_UPDATED = "deep-learning-desktop: idle agent not updated: "
 REFUSED = (f"{NOT_UPDATED}{DEFAULT_VALUES['boot_files_parameter']} refused: not a tar.gz of the files "
-           "deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py sagemaker-config.yaml; "
+           "deep-learning-desktop-idle.service deep-learning-desktop-idle.timer idle_agent.py; "
            "the next boot tries again")
 
 
@@ -69,9 +69,9 @@ def test_the_payload_holds_exactly_the_files_with_their_modes():
     packed = unpack(payload())
     assert {name: mode for name, (mode, _) in packed.items()} == {
         "idle_agent.py": 0o755, "deep-learning-desktop-idle.service": 0o644,
-        "deep-learning-desktop-idle.timer": 0o644, "sagemaker-config.yaml": 0o644}
+        "deep-learning-desktop-idle.timer": 0o644}
     for name, (_, text) in packed.items():
-        assert text == (shipped(name) if name in FILES else "SchemaVersion: '1.0'\n")
+        assert text == shipped(name)
 
 
 def test_the_payload_is_the_same_for_the_same_files():
@@ -116,7 +116,7 @@ def test_a_boot_that_was_refused_the_parameter_a_while_installs_the_files(box):
     box.env["STUB_BOOT_FILES_DENIED"] = "3"
     first = box.boot()
     assert first.returncode == 0, first.output
-    reads = [c for c in first.named("aws") if "Parameter.Value" in c]
+    reads = [c for c in first.named("aws") if DEFAULT_VALUES["boot_files_parameter"] in c]
     assert len(reads) == 4
     assert reads[0][1:] == ["ssm", "get-parameter", "--region", "us-east-1", "--name",
                             DEFAULT_VALUES["boot_files_parameter"], "--query", "Parameter.Value", "--output", "text"]
@@ -135,7 +135,7 @@ def test_an_unreadable_parameter_keeps_the_agent_installed_before(box):
     assert {path: box.read(path) for path in (AGENT, SERVICE, TIMER)} == before
     assert box.path(AGENT).stat().st_mode & 0o777 == 0o755
     assert ENABLE not in later.calls
-    assert len([c for c in later.named("aws") if "Parameter.Value" in c]) == 12, "bounded retries"
+    assert len([c for c in later.named("aws") if DEFAULT_VALUES["boot_files_parameter"] in c]) == 12, "bounded retries"
     assert not_updated_lines(box) == [
         f"{NOT_UPDATED}{DEFAULT_VALUES['boot_files_parameter']} not readable after 12 attempts; "
         "the next boot tries again"]

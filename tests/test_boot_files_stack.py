@@ -1,5 +1,6 @@
-"""The stack side of the boot files: the parameter holding them, the role's grant on
-exactly it, the instance waiting for both, and the user data naming it."""
+"""The stack side of the boot files: the parameter holding them and the one holding the
+SageMaker SDK's defaults, the role's grant on exactly each, the instance waiting for all
+of them, and the user data naming the first."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from parliament import analyze_policy_string
 import cloud_init
 import yaml
 
-from cloud_init.boot_files import ADVANCED_LIMIT, FILES, MEMBERS, payload, unpack
+from cloud_init.boot_files import ADVANCED_LIMIT, FILES, MEMBERS, payload, tier, unpack
 from cloud_init.render import shipped
 from conftest import GOOD, ROOT
 from desktop import DeepLearningDesktop
@@ -26,10 +27,16 @@ INSTANCE = "aws:ec2/instance:Instance"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 # What the mock account names the role (the provider appends 7 random characters).
 NAME = "/deep-learning-desktop/test--role-abc1234/boot-files"
+SAGEMAKER_NAME = "/deep-learning-desktop/test--role-abc1234/sagemaker-config"
 
 
 def boot_files_parameter(r):
     (parameter,) = [p for p in r.of_type(PARAMETER) if p.name == "test--boot-files"]
+    return parameter
+
+
+def sagemaker_parameter(r):
+    (parameter,) = [p for p in r.of_type(PARAMETER) if p.name == "test--sagemaker-config"]
     return parameter
 
 
@@ -50,20 +57,31 @@ def test_the_parameter_holds_exactly_the_files_as_the_desktop_gets_them(run_main
     assert inputs["tier"] == "Intelligent-Tiering"
     # The provider's SDK marks every parameter value secret (the state keeps it encrypted).
     files = unpack(inputs["value"]["value"])
-    defaults = files.pop("sagemaker-config.yaml")
+    # The agent and its units only: the SageMaker defaults have their own parameter.
     assert {name: text for name, (_, text) in files.items()} == {name: shipped(name) for name in FILES}
     assert files["idle_agent.py"][0] == 0o755
-    # The SageMaker SDK's defaults of this desktop (tests/test_sagemaker_config.py has the SDK read it).
-    assert defaults[0] == 0o644
-    assert sagemaker_values(defaults[1]) == (
-        r.outputs["DesktopRole"], [GOOD["subnetId"]], [r.outputs["DesktopSecurityGroup"]],
-        f"s3://{GOOD['s3Bucket']}/sagemaker/test")
+    assert len(inputs["value"]["value"]) <= ADVANCED_LIMIT
     assert parameter.delete_before_replace  # its fixed name must be free for a replacement
 
 
+def test_the_sagemaker_parameter_holds_the_desktops_defaults_as_plain_yaml(run_main):
+    r = run_main()
+    parameter = sagemaker_parameter(r)
+    inputs = parameter.inputs
+    assert inputs["name"] == SAGEMAKER_NAME
+    assert inputs["type"] == "String" and inputs["tier"] == "Standard"
+    # The SageMaker SDK's defaults of this desktop (tests/test_sagemaker_config.py has the SDK read it).
+    text = inputs["value"]["value"]
+    assert sagemaker_values(text) == (
+        r.outputs["DesktopRole"], [GOOD["subnetId"]], [r.outputs["DesktopSecurityGroup"]],
+        f"s3://{GOOD['s3Bucket']}/sagemaker/test")
+    assert len(text) <= 4_096, "Standard holds it"
+    assert parameter.delete_before_replace
+
+
 def test_without_sagemaker_the_defaults_file_sets_nothing(run_main):
-    files = unpack(boot_files_parameter(run_main(sagemakerAccess="none")).inputs["value"]["value"])
-    assert yaml.safe_load(files["sagemaker-config.yaml"][1]) == {"SchemaVersion": "1.0"}
+    text = sagemaker_parameter(run_main(sagemakerAccess="none")).inputs["value"]["value"]
+    assert yaml.safe_load(text) == {"SchemaVersion": "1.0"}
 
 
 def test_the_user_data_names_the_parameter_and_carries_no_file(run_main):
@@ -74,28 +92,32 @@ def test_the_user_data_names_the_parameter_and_carries_no_file(run_main):
     assert "OnUnitActiveSec" not in script and "def main" not in script
 
 
-def test_the_instance_boots_after_the_parameter_and_the_grant(run_main):
+def test_the_instance_boots_after_the_parameters_and_the_grants(run_main):
     r = run_main()
     (instance,) = r.of_type(INSTANCE)
     assert boot_files_parameter(r).urn in instance.dependencies
     assert r.named("test--boot-files-read").urn in instance.dependencies
+    assert sagemaker_parameter(r).urn in instance.dependencies
+    assert r.named("test--sagemaker-config-read").urn in instance.dependencies
 
 
 @pytest.mark.parametrize("partition,region", [
     ("aws", "us-east-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1"),
 ])
-def test_the_role_may_read_exactly_this_parameter_in_its_partition(run_main, partition, region):
+def test_the_role_may_read_exactly_these_parameters_in_its_partition(run_main, partition, region):
     r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
-    grant = r.named("test--boot-files-read")
-    assert grant.inputs["name"] == "boot-files-parameter"
-    assert grant.inputs["role"] == r.named("test--role").state["name"]
-    policy = json.loads(grant.inputs["policy"])
-    assert policy["Statement"] == [{
-        "Sid": "BootFiles", "Effect": "Allow", "Action": "ssm:GetParameter",
-        "Resource": f"arn:{partition}:ssm:{region}:123456789012:parameter{NAME}"}]
-    assert boot_files_parameter(r).state["arn"] == policy["Statement"][0]["Resource"]
-    findings = analyze_policy_string(json.dumps(policy)).findings
-    assert findings == [], [str(f) for f in findings]
+    for leaf, sid, name, parameter in (("boot-files", "BootFiles", NAME, boot_files_parameter(r)),
+                                       ("sagemaker-config", "SageMakerConfig", SAGEMAKER_NAME, sagemaker_parameter(r))):
+        grant = r.named(f"test--{leaf}-read")
+        assert grant.inputs["name"] == f"{leaf}-parameter"
+        assert grant.inputs["role"] == r.named("test--role").state["name"]
+        policy = json.loads(grant.inputs["policy"])
+        assert policy["Statement"] == [{
+            "Sid": sid, "Effect": "Allow", "Action": "ssm:GetParameter",
+            "Resource": f"arn:{partition}:ssm:{region}:123456789012:parameter{name}"}]
+        assert parameter.state["arn"] == policy["Statement"][0]["Resource"]
+        findings = analyze_policy_string(json.dumps(policy)).findings
+        assert findings == [], [str(f) for f in findings]
 
 
 def test_two_desktops_get_two_parameters_and_two_grants():
@@ -103,11 +125,11 @@ def test_two_desktops_get_two_parameters_and_two_grants():
     r = offline.run(lambda: [DeepLearningDesktop(n, args) for n in ("alice", "bob")],
                     config={"aws:region": "us-east-1"})
     names = {p.name: p.inputs["name"] for p in r.of_type(PARAMETER) if p.inputs["type"] == "String"}
-    assert names == {"alice--boot-files": "/deep-learning-desktop/alice--role-abc1234/boot-files",
-                     "bob--boot-files": "/deep-learning-desktop/bob--role-abc1234/boot-files"}
-    resources = {json.loads(r.named(f"{n}--boot-files-read").inputs["policy"])["Statement"][0]["Resource"]
-                 for n in ("alice", "bob")}
-    assert len(resources) == 2
+    assert names == {f"{n}--{leaf}": f"/deep-learning-desktop/{n}--role-abc1234/{leaf}"
+                     for n in ("alice", "bob") for leaf in ("boot-files", "sagemaker-config")}
+    resources = {json.loads(r.named(f"{n}--{leaf}-read").inputs["policy"])["Statement"][0]["Resource"]
+                 for n in ("alice", "bob") for leaf in ("boot-files", "sagemaker-config")}
+    assert len(resources) == 4
 
 
 def test_files_too_large_for_a_parameter_stop_the_program_before_anything_is_created(monkeypatch):
@@ -138,17 +160,21 @@ def test_plan_shows_the_parameter_and_writes_the_files(project, capsys):
     out_dir = project / "out"
     assert main(["plan", "--stack", "dev", "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    # The dev stack's value: the files plus its SageMaker defaults, more than the files alone.
-    found = re.search(r"boot-files, tier Intelligent-Tiering: (Standard|Advanced) for a value of ([\d,]+) "
-                      r"characters \(Standard holds 4,096, Advanced 8,192\)", out)
-    assert found and len(payload()) < int(found.group(2).replace(",", "")) <= ADVANCED_LIMIT
+    # The dev stack's boot files: the agent and its units, as the stack packs them.
+    assert (f"boot-files, tier Intelligent-Tiering: {tier(payload())} for a value of {len(payload()):,} characters "
+            "(Standard holds 4,096, Advanced 8,192)") in out
+    found = re.search(r"/sagemaker-config, tier Standard, ([\d,]+) characters \(Standard holds 4,096\), free\n"
+                      r"[│ ]*the SageMaker SDK's defaults file \(YAML\), which the boot writes to "
+                      r"/etc/xdg/sagemaker/config.yaml", out)
+    assert found and 500 < int(found.group(1).replace(",", "")) <= 4_096, out
     assert "idle_agent.py (0755, " in out and "deep-learning-desktop-idle.timer (0644, " in out
     assert "allow ssm:GetParameter on arn:aws:ssm:" in out and "/boot-files" in out
+    assert re.search(r"allow ssm:GetParameter on arn:aws:ssm:[^\n]*:parameter/deep-learning-desktop/[^\n]*/sagemaker-config\n", out)
     assert re.search(r"user data [\d,]+ bytes, [\d,]+ gzip-compressed \(EC2's limit 16,384, "
                      r"this project's goal 10,240\)", out)
     written = {path.name: path for path in (out_dir / "boot-files").iterdir()}
     assert sorted(written) == list(MEMBERS)
-    defaults = written.pop("sagemaker-config.yaml")
+    defaults = out_dir / "sagemaker-config.yaml"
     assert sagemaker_values(defaults.read_text())[3] == "s3://my-dl-desktop-data/sagemaker/dev"
     for name, path in written.items():
         assert path.read_text() == shipped(name)

@@ -63,7 +63,10 @@ def test_the_boot_twice_leaves_the_same_files(box):
 
 def test_the_shipped_files_are_the_sources_without_comments():
     packed = unpack(payload())
-    assert sorted(packed) == list(MEMBERS)  # the files, and the SageMaker defaults (tests/test_sagemaker_config.py)
+    # The agent and its units only: the SageMaker defaults have their own parameter
+    # (tests/test_sagemaker_config.py).
+    assert sorted(packed) == ["deep-learning-desktop-idle.service", "deep-learning-desktop-idle.timer",
+                              "idle_agent.py"] == list(MEMBERS)
     for name in FILES:
         source = (ROOT / "cloud_init" / name).read_text()
         kept = [line for line in source.splitlines()[1:] if line.strip() and not line.strip().startswith("#")]

@@ -87,10 +87,14 @@ def test_no_desktop_passes_another_desktops_role_or_its_own_elsewhere(roles, acc
 
 
 @pytest.mark.parametrize("access", ["scoped", "full", "none"])
-def test_parameters_only_its_own_two_and_aws_public_ones(roles, access):
+def test_parameters_only_its_own_three_and_aws_public_ones(roles, access):
     role = roles[access]
-    for leaf in ("dcv-password", "boot-files"):
+    for leaf in ("dcv-password", "boot-files", "sagemaker-config"):
         assert role.may("ssm:GetParameter", role.parameter(leaf)), leaf
+    # Each inline grant names exactly its own parameter (the boundary allows the rest of the path).
+    assert {p["Statement"][0]["Resource"] for name, p in role.inline.items()
+            if name in ("boot-files-parameter", "sagemaker-config-parameter")} == {
+        role.parameter("boot-files"), role.parameter("sagemaker-config")}
     public = f"arn:aws:ssm:{REGION}::parameter/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
     assert role.may("ssm:GetParameter", public) and role.may("ssm:GetParameters", public)
     for other in (f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/db/password",

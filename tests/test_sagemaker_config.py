@@ -16,13 +16,16 @@ import subprocess
 import pytest
 import yaml
 
-from cloud_init.boot_files import payload, texts
+from boot_sandbox import DEFAULT_VALUES
 from conftest import ROOT
 from desktop import sagemaker_config
 
 SDK_PYTHON = ROOT / ".venv-sagemaker" / "bin" / "python"
 CHECK = ROOT / "tests" / "sagemaker_sdk_check.py"
 ADMIN = "/etc/xdg/sagemaker/config.yaml"
+#: The parameter the boot reads it from: beside the boot files' one.
+PARAMETER = DEFAULT_VALUES["boot_files_parameter"].rsplit("/", 1)[0] + "/sagemaker-config"
+NOT_UPDATED = f"deep-learning-desktop: sagemaker defaults not updated: {PARAMETER} "
 VALUES = dict(desktop="dev", role_arn="arn:aws:iam::123456789012:role/dev--role-abc1234",
               subnet_id="subnet-0123456789abcdef0", security_group_id="sg-0123456789abcdef0",
               bucket="my-dl-desktop-data")
@@ -83,8 +86,9 @@ def test_a_remote_function_runs_as_the_desktop_with_nothing_named_in_code(sdk):
 
 def test_the_boot_writes_the_stacks_file_rewrites_it_and_leaves_a_persons_own_alone(sandbox):
     box = sandbox(version="24.04", gpu=True, nvidia_ok=True)
-    box.env["STUB_BOOT_FILES"] = payload(texts(sagemaker_config.render(**VALUES)))
+    box.env["STUB_SAGEMAKER_CONFIG"] = sagemaker_config.render(**VALUES)
     assert box.boot().returncode == 0
+    assert box.read(ADMIN) == sagemaker_config.render(**VALUES)
     assert yaml.safe_load(box.read(ADMIN))["SageMaker"]["PythonSDK"]["Modules"]["RemoteFunction"]["S3RootUri"] == \
         "s3://my-dl-desktop-data/sagemaker/dev"
     mode = box.path(ADMIN).stat().st_mode
@@ -93,12 +97,53 @@ def test_the_boot_writes_the_stacks_file_rewrites_it_and_leaves_a_persons_own_al
     own.parent.mkdir(parents=True)
     own.write_text("SchemaVersion: '1.0'\n# mine\n")
     # The stack moves to another bucket: the next boot writes it, no temp file stays behind.
-    box.env["STUB_BOOT_FILES"] = payload(texts(sagemaker_config.render(**{**VALUES, "bucket": "team-bucket"})))
+    box.env["STUB_SAGEMAKER_CONFIG"] = sagemaker_config.render(**{**VALUES, "bucket": "team-bucket"})
     later = box.boot()
     assert later.returncode == 0, later.output
     assert "s3://team-bucket/sagemaker/dev" in box.read(ADMIN) and "my-dl-desktop-data" not in box.read(ADMIN)
     assert sorted(p.name for p in box.path(ADMIN).parent.iterdir()) == ["config.yaml"]
     assert own.read_text() == "SchemaVersion: '1.0'\n# mine\n"
+    assert not [line for line in box.console_lines() if line.startswith(NOT_UPDATED)]
+
+
+@pytest.mark.parametrize("trouble,line", [
+    ({"STUB_SAGEMAKER_CONFIG": ""}, "not readable after 12 attempts; the previous file stays"),  # ParameterNotFound
+    ({"STUB_SAGEMAKER_CONFIG_DENIED": "99"}, "not readable after 12 attempts; the previous file stays"),
+    ({"STUB_SAGEMAKER_CONFIG": "SchemaVersion: '1.0'\n" + "#" * 8200}, "refused: empty or over 8,192 bytes; "
+     "the previous file stays"),
+])
+def test_a_boot_that_cannot_read_the_defaults_keeps_the_previous_file_and_says_so(sandbox, trouble, line):
+    box = sandbox(version="24.04", gpu=True, nvidia_ok=True)
+    box.env["STUB_SAGEMAKER_CONFIG"] = sagemaker_config.render(**VALUES)
+    assert box.boot().returncode == 0
+    before = box.read(ADMIN)
+    box.env.update(trouble)
+    later = box.boot()
+    assert later.returncode == 0, later.output
+    assert box.read(ADMIN) == before, "uncertain: the file stays as it was"
+    assert sorted(p.name for p in box.path(ADMIN).parent.iterdir()) == ["config.yaml"]
+    assert [l for l in box.console_lines() if l.startswith(NOT_UPDATED)] == [NOT_UPDATED + line]
+    reads = [c for c in later.named("aws") if PARAMETER in c]
+    assert len(reads) == (1 if "refused" in line else 12), "bounded retries, as for the other parameters"
+    assert "deep-learning-desktop: ready" in box.console_lines(), "the boot goes on"
+
+
+def test_a_boot_waits_for_the_grant_and_reads_only_this_desktops_parameter(sandbox):
+    box = sandbox(version="24.04", gpu=True, nvidia_ok=True)
+    box.env.update(STUB_SAGEMAKER_CONFIG=sagemaker_config.render(**VALUES), STUB_SAGEMAKER_CONFIG_DENIED="3")
+    first = box.boot()
+    assert first.returncode == 0, first.output
+    assert box.read(ADMIN) == sagemaker_config.render(**VALUES)
+    reads = [c for c in first.named("aws") if PARAMETER in c]
+    assert reads[0][1:] == ["ssm", "get-parameter", "--region", "us-east-1", "--name", PARAMETER,
+                            "--query", "Parameter.Value", "--output", "text"]
+    assert len(reads) == 4
+    # A boot files' name that is not this desktop's: nothing is read beside it.
+    other = "/deep-learning-desktop/bob--role-0fedcba/boot-files"
+    later = box.boot(boot_files_parameter=other)
+    assert later.returncode == 0, later.output
+    assert not [c for c in later.named("aws") if any(a.endswith("/sagemaker-config") for a in c)]
+    assert box.read(ADMIN) == sagemaker_config.render(**VALUES)
 
 
 # --- data where the desktop has it ------------------------------------------------------
@@ -107,11 +152,9 @@ def test_a_job_in_the_desktops_group_reaches_its_efs_and_fsx(run_main):
     """A job started with the defaults carries the groups of their VpcConfig; the desktop's EFS
     mount target and FSx file system admit NFS and Lustre from that group itself (a group
     reference, so every instance carrying it, not one address)."""
-    from cloud_init.boot_files import unpack
-
     r = run_main(fsxLustre="true")
-    (parameter,) = [p for p in r.of_type("aws:ssm/parameter:Parameter") if p.name == "test--boot-files"]
-    defaults = yaml.safe_load(unpack(parameter.inputs["value"]["value"])["sagemaker-config.yaml"][1])
+    (parameter,) = [p for p in r.of_type("aws:ssm/parameter:Parameter") if p.name == "test--sagemaker-config"]
+    defaults = yaml.safe_load(parameter.inputs["value"]["value"])
     job_groups = defaults["SageMaker"]["TrainingJob"]["VpcConfig"]["SecurityGroupIds"]
     assert job_groups == [r.outputs["DesktopSecurityGroup"]]
     ingress = [rule.inputs for rule in r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]

@@ -17,7 +17,8 @@ from typing import Any, Optional
 import cloud_init
 from cloud_init import boot_files
 from desktop.commands import offline
-from desktop import backup, partition, prices
+from desktop import backup, partition, prices, sagemaker_config
+from desktop.boot_files import SAGEMAKER_CONFIG_LEAF
 from desktop.commands.offline import Registration, Rendering
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import read_stack, stack_path
@@ -199,6 +200,8 @@ def details(reg: Registration, ids: dict[str, str]) -> list[str]:
     elif kind == "RandomPassword":
         out.append(f"{i.get('length'):.0f} characters (letters, digits, {i.get('overrideSpecial')}), "
                    f"value {SECRET}")
+    elif kind == "Parameter" and _is_sagemaker_config(i):
+        out += _sagemaker_config(i)
     elif kind == "Parameter" and i.get("type") == "String":
         out += _boot_files(i)
     elif kind == "Parameter":
@@ -266,6 +269,18 @@ def _boot_files(i: dict) -> list[str]:
         f"(Standard holds {boot_files.STANDARD_LIMIT:,}, Advanced {boot_files.ADVANCED_LIMIT:,}), {cost}",
         f"the files the boot installs, as base64 of a tar.gz: {files}",
     ]
+
+
+def _is_sagemaker_config(i: dict) -> bool:
+    return i.get("type") == "String" and str(i.get("name", "")).endswith(f"/{SAGEMAKER_CONFIG_LEAF}")
+
+
+def _sagemaker_config(i: dict) -> list[str]:
+    """The SageMaker SDK's defaults file's parameter: its tier, size and where the boot writes it."""
+    value = _plain(i.get("value")) or ""
+    return [f"String {i.get('name')}, tier {i.get('tier')}, {len(value):,} characters "
+            f"(Standard holds {boot_files.STANDARD_LIMIT:,}), free",
+            f"the SageMaker SDK's defaults file (YAML), which the boot writes to {sagemaker_config.PATH}"]
 
 
 def _idle_policy(inputs: dict) -> str:
@@ -417,8 +432,14 @@ def write_out(rendering: Rendering, directory: Path) -> list[Path]:
         path = directory / name
         path.write_text(text)
         written.append(path)
-    # The files the boot installs, as the boot files' parameter carries them.
+    # The files the boot installs, as the boot files' parameter carries them, and the
+    # SageMaker SDK's defaults file as its own parameter does.
     for parameter in rendering.of_type("aws:ssm/parameter:Parameter"):
+        if _is_sagemaker_config(parameter.inputs):
+            path = directory / "sagemaker-config.yaml"
+            path.write_text(_plain(parameter.inputs["value"]))
+            written.append(path)
+            continue
         if parameter.inputs.get("type") != "String":
             continue
         for name, (mode, text) in boot_files.unpack(_plain(parameter.inputs["value"])).items():
