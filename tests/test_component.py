@@ -275,7 +275,7 @@ def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in r.of_type(ROLE_POLICY)}
     assert set(policies) == {"s3-read-write", "dcv-license-s3", "dcv-password-parameter", "boot-files-parameter",
-                             "boundary", "sagemaker-scoped"}
+                             "sagemaker-config-parameter", "boundary", "sagemaker-scoped"}
     resources = {res for s in policies["s3-read-write"]["Statement"] for res in [s["Resource"]]}
     assert resources == {"arn:aws:s3:::my-dl-data", "arn:aws:s3:::my-dl-data/*"}
     actions = {a for s in policies["s3-read-write"]["Statement"] for a in s["Action"]}

@@ -163,9 +163,11 @@ def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main)
     for other in r.of_type(ROLE_POLICY):
         if other is not grant:
             assert "kms:" not in other.inputs["policy"]
-            # Another ssm: grant only on the boot files' parameter (tests/test_boot_files_stack.py);
-            # the boundary's ssm: actions are a Deny (tests/test_role_evaluation.py).
-            assert "ssm:" not in other.inputs["policy"] or other.inputs["name"] in ("boot-files-parameter", "boundary")
+            # Other ssm: grants only on the boot files' and the SageMaker defaults' parameters
+            # (tests/test_boot_files_stack.py); the boundary's ssm: actions are a Deny
+            # (tests/test_role_evaluation.py).
+            assert "ssm:" not in other.inputs["policy"] or other.inputs["name"] in (
+                "boot-files-parameter", "sagemaker-config-parameter", "boundary")
     # The instance boots after the grant exists.
     assert grant.urn in instance_of(r).dependencies
 
