@@ -83,7 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
              "EBS-optimized instance."),
     _setting("idleStopMinutes", "idle_stop_minutes", "(new)", "integer",
              rules.whole_number(10, 1440, zero_means="never stop"),
-             "Stop the desktop after this many idle minutes (no DCV/SSH session, GPU, CPU, download, keep-awake)."),
+             "Stop the desktop after this many idle minutes (no DCV, SSH or Session Manager session, GPU, CPU, "
+             "iowait, network, disk I/O or keep-awake)."),
     _setting("idleBlockedHours", "idle_blocked_hours", "(new)", "integer",
              rules.whole_number(1, 168, "hours", zero_means="never"),
              "Stop the desktop after this many hours in which only an unreadable probe kept it up and every "
