@@ -12,7 +12,8 @@
 # A probe whose subject is plainly absent is no doubt: no dcvserver process = no DCV
 # client, no NVIDIA kernel module (/proc/driver/nvidia) = no GPU work. Inside a Capacity
 # Block (tag CapacityBlockEnd, epoch seconds) it does not stop, except when idle in the
-# block's last 10 minutes: EC2 terminates the instance at the end anyway. A Spot
+# 10 minutes before EC2 begins to terminate the block's instances, 30 minutes before its
+# end (EC2's "Monitor Capacity Blocks using EventBridge"): a clean stop, not a kill. A Spot
 # interruption notice is said on the console and in every DCV session, never acted on.
 # Run as `keep-awake` (a symlink), it is the desktop's keep-awake command instead.
 #
@@ -50,8 +51,9 @@ GAP = 300
 # A keep-awake deadline further ahead than this (plus a minute of clock skew) is nonsense,
 # ignored: the laptop and the desktop command never set more.
 MAX_AWAKE = 72 * 3600
-# What the desktop stops early for, before a Capacity Block ends.
-BLOCK_END = 600
+# Before a Capacity Block's end, when EC2 begins terminating its instances; and the
+# minutes before that in which an idle desktop stops cleanly instead.
+BLOCK_END = 1800 + 600
 TAGS = ("IdleStopMinutes", "KeepAwakeUntil", "IdleBlockedHours", "CapacityBlockEnd")
 SPOT = "stopping in 2 minutes: save your work"
 
@@ -330,7 +332,7 @@ def decide(prev, r):
         why = (f"after {int(r['t'] - blocked + 10) // 3600}h with every readable signal idle: "
                + ", ".join(f"{k} unreadable ({v})" for k, v in r["unread"].items()))
     if r["t"] < block - BLOCK_END:
-        r["notes"].append(f"in a Capacity Block until {iso(block)}: no stop before its last 10 minutes")
+        r["notes"].append(f"in a Capacity Block until {iso(block)}: no stop before 40 minutes ahead of its end")
         why = None
     s["stop"] = bool(why and r["up"] >= GRACE)
     s["why"] = why

@@ -131,7 +131,7 @@ def desktop_instance(
         IDLE_STOP_MINUTES: str(args.idle_stop_minutes),
         IDLE_BLOCKED_HOURS: str(args.idle_blocked_hours),
         **({EFA_TAG: "true"} if efa else {}),
-        # The agent holds the stop inside a paid block, until its last 10 minutes.
+        # The agent holds the stop inside a paid block, until 10 minutes before EC2 terminates it.
         **capacity_block_end_tag(capacity.end_date if capacity.is_block else None),
     }
     tags = with_cost_tag(tags, cost_tag)

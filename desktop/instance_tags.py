@@ -21,7 +21,8 @@ KEEP_AWAKE_UNTIL = "KeepAwakeUntil"
 IDLE_BLOCKED_HOURS = "IdleBlockedHours"
 
 # The end of the Capacity Block the desktop runs in, in epoch seconds (UTC): the agent
-# does not stop the desktop inside the block, except when idle in its last 10 minutes.
+# does not stop the desktop inside the block, except when idle in the 10 minutes before EC2
+# begins terminating the block's instances (30 minutes before its end).
 CAPACITY_BLOCK_END = "CapacityBlockEnd"
 
 

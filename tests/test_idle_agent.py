@@ -535,13 +535,14 @@ def test_a_spot_notice_is_said_on_the_console_and_in_dcv_within_one_run(desktop,
     assert box.poweroffs == 0, "EC2 stops a Spot desktop, not the agent"
 
 
-def test_a_capacity_block_holds_the_desktop_until_its_last_10_minutes(desktop, imds):
+def test_a_capacity_block_holds_the_desktop_until_10_minutes_before_ec2_terminates_it(desktop, imds):
     box = desktop()
-    end = box.t + 2 * 3600 + 60
+    # EC2 begins terminating a block's instances 30 minutes before its end.
+    end = box.t + 2 * 3600 + 60 + 1800
     imds.tags["CapacityBlockEnd"] = str(end)
     box.minute()
     # Idle for 90 minutes inside the block, 9 times the policy: no stop.
     assert run_until_poweroff(box, limit=18, step=300) is None
-    assert box.log_lines()[-1].endswith(f" | in a Capacity Block until {iso(end)}: no stop before its last 10 minutes")
-    assert run_until_poweroff(box, limit=10, step=300) == end - 600
+    assert box.log_lines()[-1].endswith(f" | in a Capacity Block until {iso(end)}: no stop before 40 minutes ahead of its end")
+    assert run_until_poweroff(box, limit=10, step=300) == end - 1800 - 600
     assert box.console_lines()[-1] == "deep-learning-desktop: stopping after 105 idle minutes"
