@@ -83,16 +83,7 @@ def check_vcpu_quota(account: Account) -> Iterable[Result]:
     if quota is None:
         yield Result(WARN, f"no known On-Demand vCPU quota for {instance_type}: check Service Quotas yourself")
         return
-    client = account.aws.client("service-quotas")
-    value = None
-    for read in (client.get_service_quota, client.get_aws_default_service_quota):
-        try:
-            value = read(ServiceCode="ec2", QuotaCode=quota.code)["Quota"]["Value"]
-            break
-        except botocore.exceptions.ClientError as error:
-            reason = aws.message(error)
-        except botocore.exceptions.BotoCoreError as error:
-            reason = str(error)
+    value, reason = _read_quota(account, quota)
     if value is None:
         yield Result(WARN, f"cannot read the vCPU quota {quota.name!r} ({quota.code}): {reason}; "
                            f"check it in the Service Quotas console ({instance_type} needs {vcpus} vCPUs)")
