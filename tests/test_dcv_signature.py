@@ -263,3 +263,14 @@ def test_a_dcv_package_that_fails_its_signature_is_never_installed(sandbox, tmp_
     assert dcv_installs(boot) == [], "nothing of DCV reaches apt"
     assert box.console_lines()[-1].startswith("deep-learning-desktop: failed: ")
     assert boot.reboots == 0, "a forged package is no reason to retry"
+
+
+def test_a_dcv_tarball_without_one_of_its_packages_stops_the_boot_saying_which(sandbox, tmp_path, nice):
+    debs = dcv_debs(tmp_path / "debs", {name: nice for name in DCV_PACKAGES})
+    (debs / "nice-xdcv_2024.0.1-1_amd64.ubuntu.deb").unlink()
+    box = sandbox(version="24.04")
+    with_real_signature_tools(box, debs, keyring(tmp_path, nice))
+    boot = box.boot()
+    assert boot.returncode != 0
+    assert "nice-dcv-ubuntu2404-x86_64.tgz has no nice-xdcv package" in boot.output, boot.output
+    assert dcv_installs(boot) == [], "nothing of DCV reaches apt"
