@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import boto3
 import botocore.session
@@ -95,6 +96,10 @@ def test_snapshot_now_is_tagged_like_the_daily_ones_plus_the_note(desktop, clock
     assert t["DesktopNote"] == "before the CUDA upgrade"
     assert t["DesktopArchitecture"] == "x86_64"
     assert f"snapshot {snapshot['SnapshotId']}: completed 100%" in out
+    assert snapshot["Description"] == "deep-learning-desktop test-role-1a2b3c4: manual: before the CUDA upgrade"
+    volume = root_volume_of(desktop)
+    size = client("ec2").describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
+    assert out.splitlines()[0] == f"snapshot {snapshot['SnapshotId']} of {volume} ({size} GiB) started"
     assert f"snapshot {snapshot['SnapshotId']} completed after" in out
 
 
@@ -139,9 +144,14 @@ def test_a_snapshot_that_never_completes_times_out_with_exit_1(desktop, clock, c
         return snapshot
 
     monkeypatch.setattr(ec2, "create_snapshot", pending)
-    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--timeout", "10m", "--poll", "5m")
+    clock.now = 5000.0  # the wait counts from its own start, not from the clock's zero
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--timeout", "10m", "--poll", "4m")
     assert code == 1
-    assert "timed out after 10m00s" in out and "goes on by itself" in out
+    assert clock.sleeps == [240.0, 240.0, 120.0]  # the last wait is cut to the timeout
+    assert out.count(": pending") == 1  # a state is said once
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert out.splitlines()[-1] == (f"timed out after 10m00s; snapshot {snapshot['SnapshotId']} is pending 100% "
+                                    "and goes on by itself: `python -m desktop snapshots` shows it")
 
 
 def test_an_untagged_root_volume_asks_for_pulumi_up(aws_env, tmp_path, monkeypatch, capsys):
@@ -475,7 +485,14 @@ def test_snapshots_table_is_aligned_and_says_each_snapshots_kind_size_and_state(
         return found
 
     monkeypatch.setattr(snapshots, "desktop_snapshots", as_aws_says)
-    code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
+    # On a laptop in Tokyo the dates still say UTC (the snapshotTime setting is UTC).
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     assert code == 0, err
     volume_size = f"{size} GiB volume"
     widths = (len(daily), len("2026-11-20 05:03 UTC"), max(len(volume_size), len("3.5 GiB data")),
@@ -509,6 +526,8 @@ def test_a_note_of_256_characters_fits_a_tag_and_257_are_refused(desktop, clock,
     assert code == 0, err
     (snapshot,) = snapshots_of(root_volume_of(desktop))
     assert tags(snapshot)["DesktopNote"] == "n" * 256
+    # EC2 takes a description of at most 255 characters: the note's end is cut there.
+    assert snapshot["Description"] == ("deep-learning-desktop test-role-1a2b3c4: manual: " + "n" * 256)[:255]
 
 
 def test_a_snapshot_without_a_note_has_no_note(desktop, clock, capsys):
@@ -634,3 +653,49 @@ def test_an_image_of_a_large_recorded_snapshot_keeps_its_device_mode_and_size(de
     # characters an AMI name may hold.
     image_id, lines = _image_from(capsys, recorded)
     assert register_requests[1]["Name"].startswith(f"ann-bob-role-{recorded}-")
+
+
+def test_a_snapshot_records_the_boot_mode_and_root_device_and_no_old_note(desktop, clock, capsys, monkeypatch):
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    # A volume restored from a snapshot carries that snapshot's note: a new snapshot has its own or none.
+    ec2.create_tags(Resources=[volume], Tags=[{"Key": "DesktopNote", "Value": "the restored one's note"}])
+    real = botocore.session.get_session
+
+    def as_ec2_says():  # moto's instances have no boot mode, and always /dev/sda1 as root device
+        core = real()
+
+        def edit(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["BootMode"] = "uefi"
+                    instance["RootDeviceName"] = "/dev/xvda"
+                    for mapping in instance["BlockDeviceMappings"]:
+                        mapping["DeviceName"] = "/dev/xvda"
+        core.register("after-call.ec2.DescribeInstances", edit)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", as_ec2_says)
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 0, err
+    (snapshot,) = snapshots_of(volume)
+    t = tags(snapshot)
+    assert (t["DesktopBootMode"], t["DesktopRootDevice"]) == ("uefi", "/dev/xvda")
+    assert "DesktopNote" not in t
+
+
+def test_a_failed_snapshot_says_why_and_exits_1(desktop, clock, capsys, monkeypatch):
+    from tests.moto_account import backend
+
+    _later_snapshots_are(monkeypatch, "recoverable")
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 1
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert out.splitlines()[-1] == f"snapshot {snapshot['SnapshotId']} failed: recoverable"
+
+
+def test_restore_of_a_snapshot_that_does_not_exist_names_it_and_the_region(desktop, clock, capsys, tasks):
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", "snap-0123456789abcdef0",
+                         "--yes")
+    assert code == 2
+    assert f"snapshot snap-0123456789abcdef0 does not exist in {REGION} (or is not yours)" in err
