@@ -143,9 +143,11 @@ sh_quote() {
 # leaves half a file, and the result is the same bytes on every run.
 write_file() {
   local path="$1" mode="${2:-644}"
-  mkdir -p "$(dirname "$path")"
-  cat >"$path.dld-tmp"
-  chmod "$mode" "$path.dld-tmp"
+  # Also called where `set -e` does not hold (`write_file ... || return 1`): a write that
+  # fails (a full disk) must fail the call, not install a cut file.
+  mkdir -p "$(dirname "$path")" || return 1
+  cat >"$path.dld-tmp" || return 1
+  chmod "$mode" "$path.dld-tmp" || return 1
   mv -f "$path.dld-tmp" "$path"
 }
 

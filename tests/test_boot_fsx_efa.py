@@ -163,3 +163,25 @@ def test_without_either_key_there_is_no_repository_and_the_boot_goes_on(sandbox)
     assert not box.path("/etc/apt/sources.list.d/fsxlustreclientrepo.list").exists()
     assert not box.path("/usr/share/keyrings/fsx-ubuntu-public-key.gpg").exists()
     assert "deep-learning-desktop: fsx: neither of AWS's Lustre repository keys could be fetched" in box.console_lines()
+    # No repository, so no client: apt is not asked, FSx is skipped until a later boot.
+    assert lustre_installs([boot]) == [] and lustre_lines(box) == []
+    assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client") for line in box.console_lines())
+
+
+@pytest.mark.parametrize("blocked", [
+    "/usr/share/keyrings",  # a file: the keyring's directory cannot be made
+    "/usr/share/keyrings/fsx-ubuntu-public-key.gpg.dld-tmp/",  # a directory: the keyring cannot be written
+    "/etc/apt/sources.list.d/fsxlustreclientrepo.list.dld-tmp/",  # nor the source list
+])
+def test_a_repository_file_that_cannot_be_written_means_no_client_yet(sandbox, blocked):
+    # A full or broken disk fails the same way: without both files apt must not be asked
+    # for the client.
+    box = sandbox()
+    if blocked.endswith("/"):
+        box.path(blocked).mkdir(parents=True)
+    else:
+        box.path(blocked).parent.mkdir(parents=True, exist_ok=True)
+        box.path(blocked).write_text("not a directory\n")
+    boot = box.boot(**FSX)
+    assert lustre_installs([boot]) == [] and lustre_lines(box) == []
+    assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client") for line in box.console_lines())
