@@ -699,3 +699,35 @@ def test_restore_of_a_snapshot_that_does_not_exist_names_it_and_the_region(deskt
                          "--yes")
     assert code == 2
     assert f"snapshot snap-0123456789abcdef0 does not exist in {REGION} (or is not yours)" in err
+
+
+def test_restore_says_what_is_lost_and_what_stays_then_each_step(desktop, clock, capsys, tasks):
+    from tests.moto_account import backend
+    import datetime
+
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    wanted = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+        {"Key": TAG, "Value": "test-role-1a2b3c4"}, {"Key": "DesktopNote", "Value": "works again"}]}])["SnapshotId"]
+    backend("ec2").snapshots[wanted].start_time = datetime.datetime(2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 0, err
+    (safety,) = [s["SnapshotId"] for s in snapshots_of(volume) if s["SnapshotId"] != wanted]
+    size = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
+    assert out.splitlines() == [
+        f"Restore desktop test-role-1a2b3c4 ({desktop}) to snapshot {wanted} of 2026-11-20 05:03 UTC (works again).",
+        f"What will be lost: every change made on the root volume {volume} after 2026-11-20 05:03 UTC (your home "
+        "directory outside EFS, installed packages, settings), and unsaved work in open programs: the desktop "
+        "restarts.",
+        "What stays: EFS and your S3 bucket; the instance's id and addresses.",
+        "Before the replacement, a snapshot of the current root volume is taken (kind before-restore), so the "
+        "changes since then can be had back.",
+        f"snapshot {safety} of {volume} ({size} GiB) started",
+        f"[  0m00s] snapshot {safety}: completed 100%",
+        f"snapshot {safety} completed after 0m00s",
+        "replace-root-volume task replacevol-0123456789abcdef0 started",
+        "[  0m00s] task replacevol-0123456789abcdef0: succeeded",
+        f"desktop {desktop} is restored to {wanted}; the previous state is snapshot {safety}. Follow the boot with "
+        "`python -m desktop wait`",
+    ]
