@@ -731,3 +731,29 @@ def test_restore_says_what_is_lost_and_what_stays_then_each_step(desktop, clock,
         f"desktop {desktop} is restored to {wanted}; the previous state is snapshot {safety}. Follow the boot with "
         "`python -m desktop wait`",
     ]
+
+
+def test_an_image_asks_the_live_desktop_for_the_boot_mode_alone_when_only_that_is_missing(desktop, capsys,
+                                                                                         register_requests,
+                                                                                         monkeypatch):
+    # A snapshot that records its architecture but not the boot mode (taken before the
+    # program recorded it): an AMI registered without the desktop's UEFI would not boot.
+    recorded = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop), TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": "test-role-1a2b3c4"},
+                                             {"Key": "DesktopArchitecture", "Value": "x86_64"}]}])["SnapshotId"]
+    real = botocore.session.get_session
+
+    def with_boot_mode():  # moto's instances have no boot mode; older EC2 answers say BootMode only
+        core = real()
+
+        def add(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["BootMode"] = "uefi"
+        core.register("after-call.ec2.DescribeInstances", add)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", with_boot_mode)
+    _image_from(capsys, recorded)
+    (request,) = register_requests
+    assert (request["Architecture"], request["BootMode"]) == ("x86_64", "uefi")
