@@ -63,7 +63,7 @@ if [[ " ${STUB_FAIL:-} " == *" $name "* ]]; then exit 42; fi
 for rule in ${STUB_FAILS:-}; do
   IFS=: read -r fname fword fcount <<<"$rule"
   [[ "$fname" == "$name" && " $* " == *" $fword "* ]] || continue
-  counter="$STUB_STATE/fails.$fname.$fword"
+  counter="$STUB_STATE/fails.$fname.${fword//\//_}"  # a path as the word: no directories
   done_count="$(cat "$counter" 2>/dev/null || echo 0)"
   if ((done_count < fcount)); then
     echo $((done_count + 1)) >"$counter"

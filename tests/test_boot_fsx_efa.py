@@ -86,6 +86,9 @@ def test_a_kernel_without_a_client_module_yet_boots_without_fsx(sandbox):
     assert "deep-learning-desktop: ready" in box.console_lines()
     assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client for kernel 6.8.0-1099-aws")
                for line in box.console_lines())
+    # Nothing is mounted at that boot: the line in fstab waits for its client.
+    assert [call for call in boot.named("mount") if call[-1].endswith("/home/ubuntu/fsx")] == []
+    assert "fsx mounted" not in boot.output
     del box.env["STUB_FAIL"]
     retry = box.boot(**FSX)
     assert retry.installed() == ["lustre-client-modules-6.8.0-1099-aws"]
@@ -163,3 +166,48 @@ def test_without_either_key_there_is_no_repository_and_the_boot_goes_on(sandbox)
     assert not box.path("/etc/apt/sources.list.d/fsxlustreclientrepo.list").exists()
     assert not box.path("/usr/share/keyrings/fsx-ubuntu-public-key.gpg").exists()
     assert "deep-learning-desktop: fsx: neither of AWS's Lustre repository keys could be fetched" in box.console_lines()
+    # No repository, so no client: apt is not asked, FSx is skipped until a later boot.
+    assert lustre_installs([boot]) == [] and lustre_lines(box) == []
+    assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client") for line in box.console_lines())
+
+
+@pytest.mark.parametrize("blocked", [
+    "/usr/share/keyrings",  # a file: the keyring's directory cannot be made
+    "/etc/apt/sources.list.d",  # a file: nor the source list's
+])
+def test_a_repository_file_that_cannot_be_written_means_no_client_yet(sandbox, blocked):
+    # A full or broken disk fails the same way: without both files apt must not be asked
+    # for the client.
+    box = sandbox()
+    if blocked.endswith("/"):
+        box.path(blocked).mkdir(parents=True)
+    else:
+        box.path(blocked).parent.mkdir(parents=True, exist_ok=True)
+        box.path(blocked).write_text("not a directory\n")
+    boot = box.boot(**FSX)
+    assert lustre_installs([boot]) == [] and lustre_lines(box) == []
+    assert any(line.startswith("deep-learning-desktop: fsx skipped: no lustre client") for line in box.console_lines())
+
+
+def test_a_mount_that_fails_once_is_tried_again_after_30_seconds(sandbox):
+    box = sandbox()
+    assert box.boot(**FSX).returncode == 0  # the first boot installs and reboots
+    target = str(box.path("/home/ubuntu/fsx"))
+    box.env["STUB_FAILS"] = f"mount:{target}:1"  # the file system answers at the second try
+    boot = box.boot(**FSX)
+    assert boot.returncode == 0, boot.output
+    assert len([call for call in boot.named("mount") if call[-1] == target]) == 2
+    assert ["sleep", "30"] in boot.named("sleep")
+    assert "deep-learning-desktop: fsx mounted at /home/ubuntu/fsx" in box.console_lines()
+
+
+def test_an_old_line_for_the_fsx_mount_path_gives_way_to_the_desktops(sandbox):
+    box = sandbox()
+    fstab = box.path("/etc/fstab")
+    old = "fs-0aaaaaaaaaaaaaaaa.fsx.us-east-1.amazonaws.com@tcp:/zzzzzzzz /home/ubuntu/fsx lustre defaults 0 0"
+    elsewhere = "nas.example.internal:/data /mnt/data nfs defaults,nofail 0 0"
+    fstab.write_text(fstab.read_text() + old + "\n" + elsewhere + "\n")
+    assert box.boot(**FSX).returncode == 0
+    lines = box.read("/etc/fstab").splitlines()
+    assert old not in lines and elsewhere in lines
+    assert [line for line in lines if line.split()[1:2] == ["/home/ubuntu/fsx"]] == [FSX_LINE]

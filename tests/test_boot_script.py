@@ -287,6 +287,8 @@ def test_existing_files_are_kept_and_old_lines_replaced(sandbox):
     assert aws["default"]["region"] == "us-east-1"
     assert aws["default"]["output"] == "json"
     assert aws["profile other"]["region"] == "ap-south-1"
+    # The person's own profiles stay theirs alone (role ARNs, SSO starts, credential processes).
+    assert box.path("/home/ubuntu/.aws/config").stat().st_mode & 0o777 == 0o600
     assert box.read("/home/ubuntu/.bashrc").startswith("alias ll='ls -l'\n")
     assert [e[0] for e in fstab_entries(box) if e[1] == "/home/ubuntu/efs"] == [
         "fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/"

@@ -102,6 +102,10 @@ def test_a_parameter_never_readable_leaves_the_password_and_says_so(box):
     first = box.boot()
     assert first.returncode == 0 and first.reboots == 1  # the boot itself completes
     assert len(password_reads(first)) == 3 and box.chpasswd_input() == []
+    # Ten seconds between the attempts, none after the last: the boot goes on at once.
+    reads = [n for n, call in enumerate(first.calls) if call in password_reads(first)]
+    assert first.calls[reads[0]:reads[-1]].count(["sleep", "10"]) == 2
+    assert first.calls[reads[-1] + 1:reads[-1] + 2] != [["sleep", "10"]]
     assert not box.path(RECORD).exists()
     assert (f"deep-learning-desktop: dcv password not set: {PARAMETER} not readable yet; the next boot tries again"
             in box.console_lines())

@@ -129,11 +129,13 @@ def keyring(tmp_path: Path, signer: Signer) -> Path:
 
 
 def verify(deb: Path, ring: Path) -> subprocess.CompletedProcess:
-    """Run boot.sh's verify_deb on ``deb`` in a bash as strict as the boot's."""
+    """Run boot.sh's verify_deb on ``deb`` in a bash as strict as the boot's, and called as
+    the boot calls it: in an ``||`` list, where bash ignores ``set -e`` inside the function,
+    so each of its checks must return by itself."""
     for name in ("ar", "gpgv", "sha1sum"):
         tool(name)
     script = f"set -euo pipefail\nDCV_SITE=https://dcv.example.invalid\nDCV_KEYRING={ring}\n" \
-             f"{verify_deb_source()}\nverify_deb \"$1\"\n"
+             f"{verify_deb_source()}\nverify_deb \"$1\" || exit 1\n"
     return subprocess.run(["/bin/bash", "-c", script, "verify", str(deb)], capture_output=True, text=True,
                           timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 
@@ -174,6 +176,15 @@ def test_a_signed_list_edited_after_signing_is_refused(tmp_path, nice):
     done = verify(deb, keyring(tmp_path, nice))
     assert done.returncode != 0
     assert "verified" not in done.stdout
+
+
+def test_a_download_that_is_no_package_is_refused(tmp_path, nice):
+    # An error page, or a cut download: not an ar archive at all.
+    deb = tmp_path / "nice-dcv-server_2024.0.1-1_amd64.ubuntu.deb"
+    deb.write_bytes(b"<html>503 Service Unavailable</html>\n")
+    done = verify(deb, keyring(tmp_path, nice))
+    assert done.returncode == 1
+    assert "verified" not in done.stdout and "WARNING" not in done.stdout
 
 
 def test_an_unsigned_package_is_trusted_to_https_with_a_warning(tmp_path, nice):
@@ -252,3 +263,14 @@ def test_a_dcv_package_that_fails_its_signature_is_never_installed(sandbox, tmp_
     assert dcv_installs(boot) == [], "nothing of DCV reaches apt"
     assert box.console_lines()[-1].startswith("deep-learning-desktop: failed: ")
     assert boot.reboots == 0, "a forged package is no reason to retry"
+
+
+def test_a_dcv_tarball_without_one_of_its_packages_stops_the_boot_saying_which(sandbox, tmp_path, nice):
+    debs = dcv_debs(tmp_path / "debs", {name: nice for name in DCV_PACKAGES})
+    (debs / "nice-xdcv_2024.0.1-1_amd64.ubuntu.deb").unlink()
+    box = sandbox(version="24.04")
+    with_real_signature_tools(box, debs, keyring(tmp_path, nice))
+    boot = box.boot()
+    assert boot.returncode != 0
+    assert "nice-dcv-ubuntu2404-x86_64.tgz has no nice-xdcv package" in boot.output, boot.output
+    assert dcv_installs(boot) == [], "nothing of DCV reaches apt"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import boto3
 import botocore.session
@@ -95,6 +96,10 @@ def test_snapshot_now_is_tagged_like_the_daily_ones_plus_the_note(desktop, clock
     assert t["DesktopNote"] == "before the CUDA upgrade"
     assert t["DesktopArchitecture"] == "x86_64"
     assert f"snapshot {snapshot['SnapshotId']}: completed 100%" in out
+    assert snapshot["Description"] == "deep-learning-desktop test-role-1a2b3c4: manual: before the CUDA upgrade"
+    volume = root_volume_of(desktop)
+    size = client("ec2").describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
+    assert out.splitlines()[0] == f"snapshot {snapshot['SnapshotId']} of {volume} ({size} GiB) started"
     assert f"snapshot {snapshot['SnapshotId']} completed after" in out
 
 
@@ -139,9 +144,14 @@ def test_a_snapshot_that_never_completes_times_out_with_exit_1(desktop, clock, c
         return snapshot
 
     monkeypatch.setattr(ec2, "create_snapshot", pending)
-    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--timeout", "10m", "--poll", "5m")
+    clock.now = 5000.0  # the wait counts from its own start, not from the clock's zero
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--timeout", "10m", "--poll", "4m")
     assert code == 1
-    assert "timed out after 10m00s" in out and "goes on by itself" in out
+    assert clock.sleeps == [240.0, 240.0, 120.0]  # the last wait is cut to the timeout
+    assert out.count(": pending") == 1  # a state is said once
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert out.splitlines()[-1] == (f"timed out after 10m00s; snapshot {snapshot['SnapshotId']} is pending 100% "
+                                    "and goes on by itself: `python -m desktop snapshots` shows it")
 
 
 def test_an_untagged_root_volume_asks_for_pulumi_up(aws_env, tmp_path, monkeypatch, capsys):
@@ -302,6 +312,7 @@ def test_restore_retags_a_new_root_volume_that_lacks_the_tag(desktop, clock, cap
     assert code == 0, err
     volume_tags = tags(ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0])
     assert volume_tags[TAG] == "test-role-1a2b3c4" and volume_tags["team"] == "vision"
+    assert f"tagged the new root volume {volume} like the old one ({TAG}, team)\n" in out
 
 
 # --- image-from-snapshot ---------------------------------------------------------------
@@ -437,3 +448,312 @@ def test_restore_of_a_snapshot_that_is_not_completed_is_refused_before_anything(
     assert f"snapshot {wanted} is {status}" in err and "wait until it is completed" in err
     assert [s["SnapshotId"] for s in snapshots_of(root_volume_of(desktop))] == [wanted], "no safety snapshot"
     _task_never_started(tasks)
+
+
+def test_snapshots_table_is_aligned_and_says_each_snapshots_kind_size_and_state(desktop, clock, capsys,
+                                                                              monkeypatch):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+    import datetime
+
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    size = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
+
+    def snap(*tags):
+        return ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+            {"Key": TAG, "Value": "test-role-1a2b3c4"}, *({"Key": k, "Value": v} for k, v in tags)]}])["SnapshotId"]
+
+    daily = snap(("aws:dlm:lifecycle-policy-id", "policy-0123456789abcdef0"))  # DLM's: no DesktopSnapshot tag
+    manual = snap(("DesktopNote", "works again"))  # no kind tag, no DLM tag: a manual one
+    safety = snap(("DesktopSnapshot", "before-restore"), ("DesktopNote", "before restore to snap-0"))
+    backend = get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION]
+    day = datetime.datetime(2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    for number, snapshot_id in enumerate((daily, manual, safety)):
+        backend.snapshots[snapshot_id].start_time = day + datetime.timedelta(days=number)
+    listed = snapshots.desktop_snapshots
+
+    def as_aws_says(ec2_client, desktop_id):
+        # moto reports every snapshot completed at 100% and never FullSnapshotSizeInBytes; EC2
+        # gives both (the data size of a completed snapshot, the progress of a pending one).
+        found = listed(ec2_client, desktop_id)
+        for s in found:
+            if s["SnapshotId"] == manual:
+                s["FullSnapshotSizeInBytes"] = 3 * 2**30 + 2**29
+            if s["SnapshotId"] == safety:
+                s["State"], s["Progress"] = "pending", "42%"
+        return found
+
+    monkeypatch.setattr(snapshots, "desktop_snapshots", as_aws_says)
+    # On a laptop in Tokyo the dates still say UTC (the snapshotTime setting is UTC).
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert code == 0, err
+    volume_size = f"{size} GiB volume"
+    widths = (len(daily), len("2026-11-20 05:03 UTC"), max(len(volume_size), len("3.5 GiB data")),
+              len("before-restore"), len("pending 42%"))
+
+    def row(*cells):
+        return "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[5]
+
+    assert out.splitlines() == [
+        f"snapshots of desktop test-role-1a2b3c4 ({desktop}, root volume {volume}), newest first:",
+        row("SNAPSHOT", "DATE", "SIZE", "KIND", "STATE", "NOTE"),
+        row(safety, "2026-11-22 05:03 UTC", volume_size, "before-restore", "pending 42%", "before restore to snap-0"),
+        row(manual, "2026-11-21 05:03 UTC", "3.5 GiB data", "manual", "completed", "works again"),
+        row(daily, "2026-11-20 05:03 UTC", volume_size, "daily", "completed", ""),
+        "3 snapshots. Restore one in place: `python -m desktop restore --snapshot snap-...`",
+    ]
+
+
+def test_snapshots_of_a_desktop_without_any_says_when_the_first_comes(desktop, clock, capsys):
+    code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
+    assert code == 0, err
+    assert out == ("no snapshots of desktop test-role-1a2b3c4 yet: the daily one runs at snapshotTime (UTC), "
+                   "or take one now with `python -m desktop snapshot`\n")
+
+
+def test_a_note_of_256_characters_fits_a_tag_and_257_are_refused(desktop, clock, capsys):
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--note", "n" * 257)
+    assert code == 2 and err.strip().endswith("--note is 257 characters long; a tag holds at most 256")
+    assert snapshots_of(root_volume_of(desktop)) == []
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop, "--note", "n" * 256)
+    assert code == 0, err
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert tags(snapshot)["DesktopNote"] == "n" * 256
+    # EC2 takes a description of at most 255 characters: the note's end is cut there.
+    assert snapshot["Description"] == ("deep-learning-desktop test-role-1a2b3c4: manual: " + "n" * 256)[:255]
+
+
+def test_a_snapshot_without_a_note_has_no_note(desktop, clock, capsys):
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 0, err
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert "DesktopNote" not in tags(snapshot)
+    assert snapshot["Description"] == "deep-learning-desktop test-role-1a2b3c4: manual"
+
+
+@pytest.mark.parametrize("typed", ["", "yes please\n", "no\n"])
+def test_restore_asks_once_and_only_y_or_yes_is_a_yes(desktop, clock, capsys, tasks, monkeypatch, typed):
+    wanted = own_snapshot(desktop)
+    monkeypatch.setattr("sys.stdin", Terminal(typed))  # "": the terminal closed (Ctrl-D)
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted)
+    assert code == 2 and "not restored: no confirmation" in err
+    assert out.count(f"Replace the root volume with {wanted}? [y/N] ") == 1
+    assert len(snapshots_of(root_volume_of(desktop))) == 1
+
+
+def test_restore_takes_a_spelled_out_yes_at_the_prompt(desktop, clock, capsys, tasks, monkeypatch):
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    monkeypatch.setattr("sys.stdin", Terminal("  Yes \n"))
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted)
+    assert code == 0, err
+    tasks.assert_no_pending_responses()
+
+
+def test_a_replacement_that_outlasts_the_timeout_exits_1_and_says_it_goes_on(desktop, clock, capsys, tasks):
+    clock.now = 5000.0  # the waits count from their own start, not from the clock's zero
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["in-progress"] * 4)
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes",
+                         "--timeout", "60s", "--poll", "25s")
+    assert code == 1, err
+    tasks.assert_no_pending_responses()  # read at 0, 25, 50 and 60 s: the last wait is cut to the timeout
+    assert clock.sleeps == [25.0, 25.0, 10.0]
+    assert out.count("task replacevol-0123456789abcdef0: in-progress") == 1  # a state is said once
+    assert out.splitlines()[-1] == ("timed out after 1m00s; task replacevol-0123456789abcdef0 is in-progress "
+                                    "and goes on by itself")
+
+
+def test_a_replacement_that_failed_detached_says_the_old_volume_is_detached(desktop, clock, capsys, tasks):
+    wanted = own_snapshot(desktop)
+    _queue_task(tasks, desktop, wanted, ["failed-detached"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 1
+    assert "the replacement failed-detached: the original root volume is detached; see `aws ec2 " \
+           "describe-replace-root-volume-tasks --replace-root-volume-task-ids replacevol-0123456789abcdef0`" in out
+
+
+def _image_from(capsys, snapshot_id, *options):
+    code, out, err = run(capsys, "image-from-snapshot", "--snapshot", snapshot_id, *options)
+    assert code == 0, err
+    (image_id,) = {w.rstrip(",") for w in out.split() if w.startswith("ami-")}
+    return image_id, out.splitlines()
+
+
+def test_an_image_takes_what_the_snapshot_lacks_from_the_live_desktop(desktop, capsys, register_requests,
+                                                                     monkeypatch):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+    import datetime
+
+    older = own_snapshot(desktop)  # the desktop tag only, as a daily snapshot of an older version carries
+    get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION].snapshots[older].start_time = datetime.datetime(
+        2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    real = botocore.session.get_session
+
+    def with_boot_mode():  # moto's instances have no boot mode; EC2's say it
+        core = real()
+
+        def add(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["CurrentInstanceBootMode"] = "uefi"
+        core.register("after-call.ec2.DescribeInstances", add)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", with_boot_mode)
+    image_id, lines = _image_from(capsys, older)
+    name = f"test-role-1a2b3c4-{older}-20261120-0503"
+    assert register_requests == [{
+        "Name": name,
+        "Description": f"deep-learning-desktop test-role-1a2b3c4: root volume from {older}",
+        "Architecture": "x86_64",  # the desktop's instance's
+        "RootDeviceName": "/dev/sda1",
+        "VirtualizationType": "hvm",
+        "EnaSupport": True,
+        "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {
+            "SnapshotId": older, "DeleteOnTermination": True, "VolumeType": "gp3"}}],
+        "TagSpecifications": [{"ResourceType": "image", "Tags": [
+            {"Key": TAG, "Value": "test-role-1a2b3c4"}, {"Key": "DesktopSourceSnapshot", "Value": older}]}],
+        "BootMode": "uefi",  # the desktop's instance's
+    }]
+    size = client("ec2").describe_snapshots(SnapshotIds=[older])["Snapshots"][0]["VolumeSize"]
+    assert lines == [
+        f"AMI {image_id} ({name}), x86_64, boot mode uefi, root volume from {older} ({size} GiB)",
+        "Give it to a new stack (its instance type must be x86_64, e.g. g4dn.xlarge):",
+        f"  pulumi config set amiId {image_id}",
+        "The new desktop boots with that root volume's files; EFS comes back with "
+        "`pulumi config set efsFileSystemId fs-...`.",
+    ]
+
+
+def test_an_image_of_a_large_recorded_snapshot_keeps_its_device_mode_and_size(desktop, capsys, register_requests):
+    ec2 = client("ec2")
+    volume = ec2.create_volume(Size=300, AvailabilityZone=f"{REGION}a")["VolumeId"]
+    recorded = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+        {"Key": TAG, "Value": "ann+bob:role"}, {"Key": "DesktopArchitecture", "Value": "arm64"},
+        {"Key": "DesktopBootMode", "Value": "uefi-preferred"},
+        {"Key": "DesktopRootDevice", "Value": "/dev/xvda"}]}])["SnapshotId"]
+    image_id, lines = _image_from(capsys, recorded, "--name", "my-desktop (old)")
+    (request,) = register_requests
+    assert (request["Name"], request["Architecture"], request["BootMode"], request["RootDeviceName"]) == (
+        "my-desktop (old)", "arm64", "uefi-preferred", "/dev/xvda")
+    assert request["BlockDeviceMappings"][0]["DeviceName"] == "/dev/xvda"
+    assert lines[1:3] == ["Give it to a new stack (its instance type must be Graviton, e.g. g5g.xlarge):",
+                          f"  pulumi config set amiId {image_id}"]
+    assert lines[3] == "  pulumi config set ebsVolumeSize 300    # at least the snapshot's 300 GiB"
+    # Without --name, the name is made of the desktop, the snapshot and its date, in the
+    # characters an AMI name may hold.
+    image_id, lines = _image_from(capsys, recorded)
+    assert register_requests[1]["Name"].startswith(f"ann-bob-role-{recorded}-")
+
+
+def test_a_snapshot_records_the_boot_mode_and_root_device_and_no_old_note(desktop, clock, capsys, monkeypatch):
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    # A volume restored from a snapshot carries that snapshot's note: a new snapshot has its own or none.
+    ec2.create_tags(Resources=[volume], Tags=[{"Key": "DesktopNote", "Value": "the restored one's note"}])
+    real = botocore.session.get_session
+
+    def as_ec2_says():  # moto's instances have no boot mode, and always /dev/sda1 as root device
+        core = real()
+
+        def edit(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["BootMode"] = "uefi"
+                    instance["RootDeviceName"] = "/dev/xvda"
+                    for mapping in instance["BlockDeviceMappings"]:
+                        mapping["DeviceName"] = "/dev/xvda"
+        core.register("after-call.ec2.DescribeInstances", edit)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", as_ec2_says)
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 0, err
+    (snapshot,) = snapshots_of(volume)
+    t = tags(snapshot)
+    assert (t["DesktopBootMode"], t["DesktopRootDevice"]) == ("uefi", "/dev/xvda")
+    assert "DesktopNote" not in t
+
+
+def test_a_failed_snapshot_says_why_and_exits_1(desktop, clock, capsys, monkeypatch):
+    from tests.moto_account import backend
+
+    _later_snapshots_are(monkeypatch, "recoverable")
+    code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
+    assert code == 1
+    (snapshot,) = snapshots_of(root_volume_of(desktop))
+    assert out.splitlines()[-1] == f"snapshot {snapshot['SnapshotId']} failed: recoverable"
+
+
+def test_restore_of_a_snapshot_that_does_not_exist_names_it_and_the_region(desktop, clock, capsys, tasks):
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", "snap-0123456789abcdef0",
+                         "--yes")
+    assert code == 2
+    assert f"snapshot snap-0123456789abcdef0 does not exist in {REGION} (or is not yours)" in err
+
+
+def test_restore_says_what_is_lost_and_what_stays_then_each_step(desktop, clock, capsys, tasks):
+    from tests.moto_account import backend
+    import datetime
+
+    ec2 = client("ec2")
+    volume = root_volume_of(desktop)
+    wanted = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
+        {"Key": TAG, "Value": "test-role-1a2b3c4"}, {"Key": "DesktopNote", "Value": "works again"}]}])["SnapshotId"]
+    backend("ec2").snapshots[wanted].start_time = datetime.datetime(2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    _queue_task(tasks, desktop, wanted, ["succeeded"])
+    code, out, err = run(capsys, "restore", "--instance-id", desktop, "--snapshot", wanted, "--yes")
+    assert code == 0, err
+    (safety,) = [s["SnapshotId"] for s in snapshots_of(volume) if s["SnapshotId"] != wanted]
+    size = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
+    assert out.splitlines() == [
+        f"Restore desktop test-role-1a2b3c4 ({desktop}) to snapshot {wanted} of 2026-11-20 05:03 UTC (works again).",
+        f"What will be lost: every change made on the root volume {volume} after 2026-11-20 05:03 UTC (your home "
+        "directory outside EFS, installed packages, settings), and unsaved work in open programs: the desktop "
+        "restarts.",
+        "What stays: EFS and your S3 bucket; the instance's id and addresses.",
+        "Before the replacement, a snapshot of the current root volume is taken (kind before-restore), so the "
+        "changes since then can be had back.",
+        f"snapshot {safety} of {volume} ({size} GiB) started",
+        f"[  0m00s] snapshot {safety}: completed 100%",
+        f"snapshot {safety} completed after 0m00s",
+        "replace-root-volume task replacevol-0123456789abcdef0 started",
+        "[  0m00s] task replacevol-0123456789abcdef0: succeeded",
+        f"desktop {desktop} is restored to {wanted}; the previous state is snapshot {safety}. Follow the boot with "
+        "`python -m desktop wait`",
+    ]
+
+
+def test_an_image_asks_the_live_desktop_for_the_boot_mode_alone_when_only_that_is_missing(desktop, capsys,
+                                                                                         register_requests,
+                                                                                         monkeypatch):
+    # A snapshot that records its architecture but not the boot mode (taken before the
+    # program recorded it): an AMI registered without the desktop's UEFI would not boot.
+    recorded = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop), TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": "test-role-1a2b3c4"},
+                                             {"Key": "DesktopArchitecture", "Value": "x86_64"}]}])["SnapshotId"]
+    real = botocore.session.get_session
+
+    def with_boot_mode():  # moto's instances have no boot mode; older EC2 answers say BootMode only
+        core = real()
+
+        def add(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["BootMode"] = "uefi"
+        core.register("after-call.ec2.DescribeInstances", add)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", with_boot_mode)
+    _image_from(capsys, recorded)
+    (request,) = register_requests
+    assert (request["Architecture"], request["BootMode"]) == ("x86_64", "uefi")
