@@ -4,6 +4,7 @@ DescribeReplaceRootVolumeTasks: those two go to botocore's Stubber (``replace_ro
 
 from __future__ import annotations
 
+import re
 import io
 import os
 import time
@@ -33,6 +34,13 @@ class Clock:
     def sleep(self, seconds):
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+def pasted(before: str, command: str) -> "re.Pattern[str]":
+    """``before`` then a command to paste: this interpreter's path, the command, and the
+    stack and project directory the test ran with (desktop/commands/hints.py)."""
+    return re.compile(re.escape(before) + r"`\S*python\S* -m desktop " + re.escape(command)
+                      + r" --stack test --project-dir \S+`")
 
 
 @pytest.fixture
@@ -501,21 +509,22 @@ def test_snapshots_table_is_aligned_and_says_each_snapshots_kind_size_and_state(
     def row(*cells):
         return "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[5]
 
-    assert out.splitlines() == [
+    *listing, last = out.splitlines()
+    assert listing == [
         f"snapshots of desktop test-role-1a2b3c4 ({desktop}, root volume {volume}), newest first:",
         row("SNAPSHOT", "DATE", "SIZE", "KIND", "STATE", "NOTE"),
         row(safety, "2026-11-22 05:03 UTC", volume_size, "before-restore", "pending 42%", "before restore to snap-0"),
         row(manual, "2026-11-21 05:03 UTC", "3.5 GiB data", "manual", "completed", "works again"),
         row(daily, "2026-11-20 05:03 UTC", volume_size, "daily", "completed", ""),
-        "3 snapshots. Restore one in place: `python -m desktop restore --snapshot snap-...`",
     ]
+    assert pasted("3 snapshots. Restore one in place: ", "restore --snapshot snap-...").fullmatch(last), last
 
 
 def test_snapshots_of_a_desktop_without_any_says_when_the_first_comes(desktop, clock, capsys):
     code, out, err = run(capsys, "snapshots", "--instance-id", desktop)
     assert code == 0, err
-    assert out == ("no snapshots of desktop test-role-1a2b3c4 yet: the daily one runs at snapshotTime (UTC), "
-                   "or take one now with `python -m desktop snapshot`\n")
+    assert pasted("no snapshots of desktop test-role-1a2b3c4 yet: the daily one runs at snapshotTime (UTC), "
+                  "or take one now with ", "snapshot").fullmatch(out.rstrip("\n")), out
 
 
 def test_a_note_of_256_characters_fits_a_tag_and_257_are_refused(desktop, clock, capsys):
@@ -715,7 +724,8 @@ def test_restore_says_what_is_lost_and_what_stays_then_each_step(desktop, clock,
     assert code == 0, err
     (safety,) = [s["SnapshotId"] for s in snapshots_of(volume) if s["SnapshotId"] != wanted]
     size = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Size"]
-    assert out.splitlines() == [
+    *steps, last = out.splitlines()
+    assert steps == [
         f"Restore desktop test-role-1a2b3c4 ({desktop}) to snapshot {wanted} of 2026-11-20 05:03 UTC (works again).",
         f"What will be lost: every change made on the root volume {volume} after 2026-11-20 05:03 UTC (your home "
         "directory outside EFS, installed packages, settings), and unsaved work in open programs: the desktop "
@@ -728,9 +738,9 @@ def test_restore_says_what_is_lost_and_what_stays_then_each_step(desktop, clock,
         f"snapshot {safety} completed after 0m00s",
         "replace-root-volume task replacevol-0123456789abcdef0 started",
         "[  0m00s] task replacevol-0123456789abcdef0: succeeded",
-        f"desktop {desktop} is restored to {wanted}; the previous state is snapshot {safety}. Follow the boot with "
-        "`python -m desktop wait`",
     ]
+    assert pasted(f"desktop {desktop} is restored to {wanted}; the previous state is snapshot {safety}. Follow the "
+                  "boot with ", "wait").fullmatch(last), last
 
 
 def test_an_image_asks_the_live_desktop_for_the_boot_mode_alone_when_only_that_is_missing(desktop, capsys,

@@ -75,7 +75,7 @@ def _ready_or_refuse(target: operate.Desktop, instance: dict, force: bool) -> st
     if stage != operate.READY and not force:
         raise CommandError(
             f"desktop {target.instance_id} is not ready (boot stage: {stage or 'none seen'}): an image of it "
-            "would carry a half-done setup. Wait for it (`python -m desktop wait`), or bake it anyway with --force")
+            f"would carry a half-done setup. Wait for it (`{target.hint('wait')}`), or bake it anyway with --force")
     return console
 
 

@@ -196,7 +196,7 @@ def _snapshots(args: argparse.Namespace) -> int:
         found = desktop_snapshots(target.ec2(), root.desktop)
     if not found:
         print(f"no snapshots of desktop {root.desktop} yet: the daily one runs at snapshotTime (UTC), "
-              "or take one now with `python -m desktop snapshot`")
+              f"or take one now with `{target.hint('snapshot')}`")
         return 0
     print(f"snapshots of desktop {root.desktop} ({target.instance_id}, root volume {root.volume_id}), newest first:")
     rows = [(s["SnapshotId"], _when(s), _size(s), _kind(s),
@@ -206,7 +206,7 @@ def _snapshots(args: argparse.Namespace) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
         print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[5])
-    print(f"{len(found)} snapshot{'' if len(found) == 1 else 's'}. Restore one in place: `python -m desktop restore --snapshot snap-...`")
+    print(f"{len(found)} snapshot{'' if len(found) == 1 else 's'}. Restore one in place: `{target.hint('restore', '--snapshot', 'snap-...')}`")
     return 0
 
 
@@ -248,7 +248,7 @@ def restore(target: operate.Desktop, snapshot_id: str, yes: bool, timeout: float
     if theirs != root.desktop:
         whose = f"desktop {theirs}" if theirs else f"no desktop (it has no {VOLUME_TAG} tag)"
         raise CommandError(f"snapshot {snapshot_id} belongs to {whose}, not to this desktop ({root.desktop}): "
-                           "refusing to put it on this desktop's root volume. `python -m desktop snapshots` "
+                           f"refusing to put it on this desktop's root volume. `{target.hint('snapshots')}` "
                            "lists this desktop's own")
     if snapshot.get("State") != "completed":
         raise CommandError(f"snapshot {snapshot_id} is {snapshot.get('State')} "
@@ -256,7 +256,7 @@ def restore(target: operate.Desktop, snapshot_id: str, yes: bool, timeout: float
     state = root.instance["State"]["Name"]
     if state != "running":
         raise CommandError(f"instance {target.instance_id} is {state}: EC2 replaces the root volume of a "
-                           "running instance only; start it first (`python -m desktop start --wait`)")
+                           f"running instance only; start it first (`{target.hint('start', '--wait')}`)")
     note = _tags(snapshot).get(NOTE_TAG)
     print(f"Restore desktop {root.desktop} ({target.instance_id}) to snapshot {snapshot_id} of {_when(snapshot)}"
           f"{f' ({note})' if note else ''}.\n"
@@ -288,7 +288,7 @@ def restore(target: operate.Desktop, snapshot_id: str, yes: bool, timeout: float
     if code == 0:
         _retag_new_root(target, root, out)
         print(f"desktop {target.instance_id} is restored to {snapshot_id}; the previous state is snapshot {safety}. "
-              "Follow the boot with `python -m desktop wait`", file=out)
+              f"Follow the boot with `{target.hint('wait')}`", file=out)
     return code
 
 
