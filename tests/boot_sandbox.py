@@ -34,7 +34,7 @@ DEFAULT_VALUES = {
 STUBBED = (
     "apt-get apt dpkg dpkg-query snap ubuntu-drivers systemctl reboot shutdown "
     "mount umount mountpoint lspci nvidia-smi nvidia-xconfig modprobe uname curl "
-    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd fi_info systemd-machine-id-setup runuser"
+    "wget gpg gpgv tar ar dcv usermod chown getent id sleep aws chpasswd fi_info systemd-machine-id-setup runuser sync"
 ).split()
 
 #: The instance id the sandbox's IMDS answers (``Sandbox.instance_id`` changes it).
