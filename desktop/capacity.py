@@ -36,15 +36,10 @@ class Capacity:
     Capacity Block and when the block ends, and whether the instance is on Spot."""
 
     reservation_id: Optional[str]
-    capacity_block: bool
+    capacity_block: bool  # a Capacity Block for ML (EC2 ends it at end_date), not an ODCR
     end_date: Optional[str] = None  # a Capacity Block's end (RFC 3339, UTC), as EC2 gives it
     spot: bool = False
     spot_max_price: Optional[str] = None
-
-    @property
-    def is_block(self) -> bool:
-        """Whether the instance runs in a Capacity Block for ML (EC2 ends it at :attr:`end_date`)."""
-        return self.capacity_block
 
     @property
     def market_type(self) -> Optional[str]:

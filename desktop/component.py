@@ -70,7 +70,7 @@ class DeepLearningDesktop(pulumi.ComponentResource):
             lustre=fsx, efa=interface, capacity=where, root_volume_tags=volume_tags,
             boot_files=files_for_boot, cost_tag=volume_tags,
         )
-        #: Where the instance runs (``capacity.is_block``, ``capacity.end_date``, ``capacity.spot``).
+        #: Where the instance runs (``capacity.capacity_block``, ``capacity.end_date``, ``capacity.spot``).
         self.capacity = where
         self.budget = budget.monthly_budget(name, args, role.role.name, self)
         self.snapshots = backup.daily_snapshots(

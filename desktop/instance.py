@@ -132,7 +132,7 @@ def desktop_instance(
         IDLE_BLOCKED_HOURS: str(args.idle_blocked_hours),
         **({EFA_TAG: "true"} if efa else {}),
         # The agent holds the stop inside a paid block, until 10 minutes before EC2 terminates it.
-        **capacity_block_end_tag(capacity.end_date if capacity.is_block else None),
+        **capacity_block_end_tag(capacity.end_date if capacity.capacity_block else None),
     }
     tags = with_cost_tag(tags, cost_tag)
     depends_on = [dcv_password.grant] + ([storage.mount_target] if storage.mount_target else [])
@@ -278,7 +278,7 @@ def _kept_also(tags: Optional[dict], market_options, args: DesktopArgs, capacity
     kept = [
         ("efa", args.efa, has_efa, f"the desktop's own {str(has_efa).lower()!r} (its primary interface "
                                    f"{'is' if has_efa else 'is not'} an EFA)"),
-        ("capacity_reservation_id", capacity.is_block, in_block,
+        ("capacity_reservation_id", capacity.capacity_block, in_block,
          f"a reservation like the desktop's own: it runs {where.get(kept_market, kept_market)}, and moving "
          f"{'out of' if in_block else 'into'} a Capacity Block (EC2's market type capacity-block)"),
         ("spot", args.spot, on_spot,

@@ -112,7 +112,7 @@ def test_the_capacity_exposes_the_blocks_end_for_the_agent():
         found["capacity"] = capacity.resolve(args, pulumi.ComponentResource("test:index:T", "t"))
 
     offline.run(program, config={"aws:region": "us-east-1"}, mocks=mocks)
-    assert found["capacity"].is_block and found["capacity"].end_date == "2031-02-03T04:05:00Z"
+    assert found["capacity"].capacity_block and found["capacity"].end_date == "2031-02-03T04:05:00Z"
 
 
 def test_a_block_desktop_tells_the_agent_when_the_block_ends_and_a_reservation_does_not(run_main):

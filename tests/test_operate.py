@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from desktop.commands import operate
+from desktop.commands import operate, stack_file
 from desktop.commands.cli import main
 from desktop.commands.aws import CLIENT_CONFIG
 from tests.moto_account import (  # noqa: F401
@@ -317,6 +317,6 @@ def test_runs_as_a_module(instance, tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "desktop", "connect", "--stack", "test",
                            "--project-dir", str(tmp_path)],
-                          cwd=operate.PROJECT_DIR, capture_output=True, text=True, timeout=60)
+                          cwd=stack_file.PROJECT_DIR, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: which desktop?") and "Traceback" not in done.stderr

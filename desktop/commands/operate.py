@@ -24,9 +24,7 @@ from desktop.commands import aws, console_text, ssm
 from desktop.commands.dcv_file import dcv_file
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import stack_name
-from desktop.commands.stack_file import PROJECT_DIR  # noqa: F401 (used through this module)
 from desktop.commands.target import USER, Desktop, common_arguments, desktop, running
-from desktop.commands.target import region_of  # noqa: F401 (snapshots uses it through this module)
 from desktop.ports import DCV_PORT
 
 READY = "ready"

@@ -30,6 +30,7 @@ from desktop.backup import ARCHITECTURE_TAG, DAILY, KIND_TAG, NOTE_TAG, VOLUME_T
 from desktop.commands import aws, operate
 from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import PROJECT_DIR
+from desktop.commands.target import region_of
 
 MANUAL = "manual"
 BEFORE_RESTORE = "before-restore"
@@ -417,7 +418,7 @@ def image_from_snapshot(session: aws.Aws, snapshot_id: str, architecture: Option
 
 def _image(args: argparse.Namespace) -> int:
     with aws.errors():
-        session = aws.Aws(operate.region_of(args))
+        session = aws.Aws(region_of(args))
         image_from_snapshot(session, args.snapshot, args.architecture, args.boot_mode, args.name, sys.stdout)
     return 0
 
