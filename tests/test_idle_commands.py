@@ -362,7 +362,7 @@ def test_keep_awake_on_a_stopped_desktop_says_how_to_start_it(instance, clock, c
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "keep-awake", "2h", "--instance-id", instance)
     assert code == 0, err
-    assert "the desktop is stopped" in out and "python -m desktop start --wait" in out
+    assert "the desktop is stopped" in out and " -m desktop start --wait --stack test" in out
 
 
 def test_an_expired_deadline_is_shown_as_expired():
@@ -418,7 +418,7 @@ def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clo
     client("ec2").stop_instances(InstanceIds=[instance])
     for command in ("wait", "connect"):
         code, out, err = run(capsys, command, "--instance-id", instance)
-        assert code == 2 and "is stopped" in err and "python -m desktop start --wait" in err
+        assert code == 2 and "is stopped" in err and " -m desktop start --wait --stack test" in err
 
 
 @pytest.mark.parametrize("command", ["keep-awake", "status"])
