@@ -100,8 +100,8 @@ def test_init_writes_the_stack_from_the_account(account, checkip, tmp_path, caps
     }
     assert checkip.requests == 1
     assert "account 123456789012" in result.out.splitlines()[0]
-    for command in ("pulumi stack init alice", "pulumi up --stack alice", "python -m desktop wait --stack alice",
-                    "python -m desktop connect --stack alice",
+    for command in ("pulumi stack init alice", "pulumi up --stack alice", " -m desktop wait --stack alice",
+                    " -m desktop connect --stack alice",
                     "pulumi stack output DcvPassword --show-secrets --stack alice"):
         assert command in result.out
 
@@ -123,7 +123,7 @@ def test_no_ip_writes_no_access_cidr_and_asks_nobody(account, checkip, tmp_path,
     config = written(tmp_path)
     assert "deep-learning-desktop:accessCidr" not in config and "deep-learning-desktop:keyName" not in config
     assert checkip.requests == 0
-    assert "no open port" in result.out and "python -m desktop connect --ssm --stack alice" in result.out
+    assert "no open port" in result.out and " -m desktop connect --ssm --stack alice" in result.out
 
 
 def test_an_account_without_a_default_vpc_needs_vpc(aws_env, checkip, tmp_path, capsys):
