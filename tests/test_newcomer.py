@@ -208,17 +208,23 @@ def test_console_text_loses_its_control_characters():
 def test_a_hint_is_the_command_a_person_can_paste(monkeypatch, tmp_path):
     import os
     import shlex
+    import shutil
     import sys
 
     from desktop.commands import hints
     from desktop.commands.cli import build_parser
 
     monkeypatch.chdir(stack_file.PROJECT_DIR)
-    assert hints.command("wait", stack="dev") == shlex.join(
-        [os.path.relpath(sys.executable), "-m", "desktop", "wait"])  # the default stack goes without saying
-    text = hints.command("connect", "--ssm", stack="my-org/alice", project_dir=tmp_path)
-    argv = shlex.split(text)
-    assert argv[0] == os.path.relpath(sys.executable) and argv[1:3] == ["-m", "desktop"]
+    # This very interpreter, by a name or path that works from here: relative when it lives
+    # under the project (the README's .venv), never an absolute path there.
+    # Compared unresolved: a venv's python links to the system's, which lacks the packages.
+    inside = not os.path.relpath(sys.executable).startswith("..")
+    this = os.path.abspath(sys.executable)
+    argv = shlex.split(hints.command("wait", stack="dev"))
+    assert argv[1:] == ["-m", "desktop", "wait"]  # the default stack goes without saying
+    assert os.path.abspath(shutil.which(argv[0])) == this and not (inside and os.path.isabs(argv[0]))
+    argv = shlex.split(hints.command("connect", "--ssm", stack="my-org/alice", project_dir=tmp_path))
+    assert os.path.abspath(shutil.which(argv[0])) == this and argv[1:3] == ["-m", "desktop"]
     args = build_parser().parse_args(argv[3:])
     assert (args.command, args.ssm, args.stack, args.project_dir) == ("connect", True, "my-org/alice", tmp_path)
 
