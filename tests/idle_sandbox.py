@@ -181,27 +181,44 @@ class Zygote:
         for path in (out, err):
             path.unlink(missing_ok=True)
         request = {"argv": argv, "env": env, "stdout": str(out), "stderr": str(err)}
-        self.process.stdin.write(json.dumps(request).encode() + b"\n")
-        self.process.stdin.flush()
-        pid = int(self.process.stdout.readline())
-        if not select.select([self.process.stdout], [], [], timeout)[0]:
-            os.killpg(pid, signal.SIGKILL)
-            self.process.stdout.readline()
-            raise subprocess.TimeoutExpired(argv, timeout)
-        code = int(self.process.stdout.readline())
+        pid = None
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            pid = int(self.process.stdout.readline())
+            if not select.select([self.process.stdout], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            code = int(self.process.stdout.readline())
+        except BaseException:
+            # A run that timed out, or was cut short (pytest-timeout's signal), leaves an
+            # answer unread: this zygote is done, the next run starts another.
+            if pid:
+                os.killpg(pid, signal.SIGKILL)
+            self.close()
+            raise
         return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
 
     def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
+        """The zygote ends at the end of its input (a normal exit, so libfaketime removes what it made)."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
-@functools.lru_cache(maxsize=None)
+_zygote: Zygote | None = None
+
+
 def zygote() -> Zygote:
-    """This test process's zygote, started at its first use."""
-    started = Zygote()
-    atexit.register(started.close)
-    return started
+    """This test process's zygote, started at its first use (again after one was closed)."""
+    global _zygote
+    if _zygote is None or _zygote.process.poll() is not None or _zygote.process.stdin.closed:
+        _zygote = Zygote()
+        atexit.register(_zygote.close)
+    return _zygote
 
 
 class Imds:
