@@ -6,19 +6,29 @@ files under ``DLD_ROOT`` that :meth:`Desktop.minute` advances, stub ``dcv``,
 clock is Debian's libfaketime (of ``faketime``), preloaded into each run, so the agent's own
 ``time.time()`` sees the simulated time. Used by tests/test_idle_agent.py and by the
 benchmarks.
+
+A run is a fork of a warm interpreter (:class:`Zygote`) unless the desktop asks for a
+fresh ``python3 -IS`` per run (``fork=False``): starting the interpreter and importing the
+agent's modules is three quarters of a run's CPU, the same every time, and a thousand runs
+paid it. The forked run executes the file as the interpreter would (as ``__main__``, with
+its argv, environment, stdio and exit status), under the same libfaketime.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import select
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,15 +80,153 @@ def libfaketime() -> str:
     Runs load libfaketime this way rather than through the faketime program: the program
     makes a POSIX semaphore and shared memory named after its pid, which a run killed with
     SIGKILL leaves in /dev/shm, and a later faketime that gets that pid again fails with
-    "sem_open: File exists" (tests flaked so). A stopped clock needs no shared memory."""
-    done = subprocess.run([faketime(), "-f", "2000-01-01 00:00:00", "/usr/bin/printenv", "LD_PRELOAD"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    "sem_open: File exists" (tests flaked so). (The library makes them too, in the first
+    process that loads it without FAKETIME_SHARED, and removes them when that process exits;
+    the processes it starts share them. A test that kills a run removes its leftovers.)
+    This one question can meet such a leftover too (of other tests' faketime): asked again,
+    a new pid."""
+    for _ in range(5):
+        done = subprocess.run([faketime(), "-f", "2000-01-01 00:00:00", "/usr/bin/printenv", "LD_PRELOAD"],
+                              capture_output=True, text=True, timeout=30, check=False)
+        if "sem_open" not in done.stderr:
+            break
     assert done.returncode == 0 and "libfaketime" in done.stdout, done.stdout + done.stderr
     return done.stdout.strip()
 
 
+# The zygote, run as `PYTHON -IS -c`: one JSON request a line on stdin (argv, env, where
+# stdout and stderr go), answered on stdout with the child's pid, then its exit status.
+# Python 3.8 too (IDLE_AGENT_PYTHON).
+_ZYGOTE = r"""
+import builtins, json, os, sys, time, traceback
+# What the agent imports (and json's re), imported once here, not by every run.
+import re, socket, stat, subprocess
+import gc
+replies = os.dup(1)
+# The collector leaves what is here alone: a child's collection would touch (and so copy)
+# every page of it.
+gc.freeze()
+compiled = {}
+for line in sys.stdin.buffer:
+    request = json.loads(line)
+    program = request["argv"][0]
+    with open(program, "rb") as f:
+        source = f.read()
+    code = compiled.get((program, source))
+    if code is None:
+        try:
+            code = compiled[(program, source)] = compile(source, program, "exec")
+        except SyntaxError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(replies)
+            # Its own process group: a timeout kills the stubs it started too.
+            os.setpgid(0, 0)
+            for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT),
+                                    (2, request["stderr"], os.O_WRONLY | os.O_CREAT)):
+                opened = os.open(path, flags, 0o600)
+                os.dup2(opened, fd)
+                os.close(opened)
+            # libfaketime reads FAKETIME at every reading (FAKETIME_NO_CACHE, set when this
+            # process started): the run's own environment sets its clock. FAKETIME_SHARED
+            # (which libfaketime set here) names the shared memory the zygote made: without it
+            # every process the run starts would make its own and leave it in /dev/shm.
+            shared = os.environ.get("FAKETIME_SHARED")
+            os.environ.clear()
+            os.environ.update(request["env"])
+            if shared:
+                os.environ["FAKETIME_SHARED"] = shared
+            time.tzset()
+            sys.argv = request["argv"]
+            try:
+                exec(code or compile(source, program, "exec"),
+                     {"__name__": "__main__", "__file__": program, "__builtins__": builtins, "__doc__": None,
+                      "__package__": None, "__spec__": None, "__loader__": None, "__cached__": None})
+                status = 0
+            except SystemExit as end:
+                if end.code is None or isinstance(end.code, int):
+                    status = end.code or 0
+                else:
+                    print(end.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status & 255)
+    os.write(replies, b"%d\n" % pid)
+    _, waited = os.waitpid(pid, 0)
+    code_ = os.WEXITSTATUS(waited) if os.WIFEXITED(waited) else -os.WTERMSIG(waited)
+    os.write(replies, b"%d\n" % code_)
+"""
+
+
+class Zygote:
+    """A warm `PYTHON -IS` under libfaketime that forks one child per agent run."""
+
+    def __init__(self) -> None:
+        env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "LANG": "C.UTF-8", "LD_PRELOAD": libfaketime(),
+               "FAKETIME": "2000-01-01 00:00:00", "FAKETIME_NO_CACHE": "1"}
+        # Unbuffered replies: select() must see every line not yet read.
+        self.process = subprocess.Popen([PYTHON, "-IS", "-c", _ZYGOTE], env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, bufsize=0)
+
+    def run(self, argv: list[str], env: dict[str, str], scratch: Path, timeout: float) -> subprocess.CompletedProcess:
+        out, err = scratch / "run.stdout", scratch / "run.stderr"
+        for path in (out, err):
+            path.unlink(missing_ok=True)
+        request = {"argv": argv, "env": env, "stdout": str(out), "stderr": str(err)}
+        pid = None
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            pid = int(self.process.stdout.readline())
+            if not select.select([self.process.stdout], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            code = int(self.process.stdout.readline())
+        except BaseException:
+            # A run that timed out, or was cut short (pytest-timeout's signal), leaves an
+            # answer unread: this zygote is done, the next run starts another.
+            if pid:
+                os.killpg(pid, signal.SIGKILL)
+            self.close()
+            raise
+        return subprocess.CompletedProcess(argv, code, out.read_text(), err.read_text())
+
+    def close(self) -> None:
+        """The zygote ends at the end of its input (a normal exit, so libfaketime removes what it made)."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_zygote: Zygote | None = None
+
+
+def zygote() -> Zygote:
+    """This test process's zygote, started at its first use (again after one was closed)."""
+    global _zygote
+    if _zygote is None or _zygote.process.poll() is not None or _zygote.process.stdin.closed:
+        _zygote = Zygote()
+        atexit.register(_zygote.close)
+    return _zygote
+
+
 class Imds:
-    """A local IMDSv2: PUT /latest/api/token, then GET tags with that token (401 without)."""
+    """A local IMDSv2: PUT /latest/api/token, then GET tags with that token (401 without).
+
+    HTTP/1.0 as the agent speaks it (one request a connection, answered, closed), read by
+    hand in one thread: http.server's request parsing and a thread per request cost more
+    than the agent's own work (6 requests a run)."""
 
     def __init__(self) -> None:
         self.tags: dict[str, str] = {}
@@ -88,57 +236,81 @@ class Imds:
         self.hosts: list[str | None] = []
         #: Tag keys answered with this HTTP status instead (an IMDS error).
         self.errors: dict[str, int] = {}
-        imds = self
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self):  # noqa: N802
-                imds.requests.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
-                imds.hosts.append(self.headers.get("Host"))
-                if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                    self._send(200, TOKEN)
-                else:
-                    self._send(400, "")
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            with connection:
+                # A client that never finishes its request cannot hold up the next run for long.
+                connection.settimeout(5)
+                try:
+                    self._answer(connection)
+                except OSError:
+                    pass
 
-            def do_GET(self):  # noqa: N802
-                token = self.headers.get("X-aws-ec2-metadata-token")
-                imds.requests.append(("GET", self.path, token))
-                imds.hosts.append(self.headers.get("Host"))
-                prefix = "/latest/meta-data/tags/instance/"
-                if token != TOKEN:
-                    self._send(401, "")
-                elif self.path[len(prefix):] in imds.errors:
-                    self._send(imds.errors[self.path[len(prefix):]], "error")
-                elif self.path == "/latest/meta-data/spot/instance-action" and imds.spot is not None:
-                    self._send(200, imds.spot)
-                elif self.path.startswith(prefix) and self.path[len(prefix):] in imds.tags:
-                    self._send(200, imds.tags[self.path[len(prefix):]])
-                else:
-                    self._send(404, "<html>Not Found</html>")
+    def _answer(self, connection: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        request_line, *lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, colon, value = line.partition(":")
+            if not colon or not name.strip():
+                return self._send(connection, 400, "")
+            headers[name.strip().lower()] = value.strip()
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return self._send(connection, 400, "")
+        method, path, _ = parts
+        if method == "PUT":
+            self.requests.append(("PUT", path, headers.get("x-aws-ec2-metadata-token-ttl-seconds")))
+            self.hosts.append(headers.get("host"))
+            if path == "/latest/api/token" and headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+                return self._send(connection, 200, TOKEN)
+            return self._send(connection, 400, "")
+        if method != "GET":
+            return self._send(connection, 501, "")
+        token = headers.get("x-aws-ec2-metadata-token")
+        self.requests.append(("GET", path, token))
+        self.hosts.append(headers.get("host"))
+        prefix = "/latest/meta-data/tags/instance/"
+        if token != TOKEN:
+            self._send(connection, 401, "")
+        elif path[len(prefix):] in self.errors:
+            self._send(connection, self.errors[path[len(prefix):]], "error")
+        elif path == "/latest/meta-data/spot/instance-action" and self.spot is not None:
+            self._send(connection, 200, self.spot)
+        elif path.startswith(prefix) and path[len(prefix):] in self.tags:
+            self._send(connection, 200, self.tags[path[len(prefix):]])
+        else:
+            self._send(connection, 404, "<html>Not Found</html>")
 
-            def _send(self, status: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        # A short poll: shutdown() waits for the loop to look, once per test.
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    @staticmethod
+    def _send(connection: socket.socket, status: int, body: str) -> None:
+        data = body.encode()
+        connection.sendall(b"HTTP/1.0 %d %s\r\nContent-Length: %d\r\n\r\n"
+                           % (status, HTTPStatus(status).phrase.encode(), len(data)) + data)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        # shutdown() wakes the accept() waiting in the thread; close() alone would not.
+        self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        self.thread.join(timeout=5)
 
 
 def closed_port() -> str:
     """host:port where nothing listens: an unreachable IMDS."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{s.getsockname()[1]}"
@@ -153,8 +325,8 @@ class Desktop:
 
     def __init__(self, base: Path, *, imds: Imds, gpu: bool = True, cpus: int = 4,
                  start: int = MIDNIGHT + 8 * 3600, uptime: float = 3600.0, policy: str | None = "30",
-                 dcv_server: bool = True) -> None:
-        self.base, self.imds, self.cpus = base, imds, cpus
+                 dcv_server: bool = True, fork: bool = True) -> None:
+        self.base, self.imds, self.cpus, self.fork = base, imds, cpus, fork
         self.root, self.bin, self.stubs = base / "root", base / "bin", base / "stubs"
         for d in (self.bin, self.stubs, self.root / "proc/net", self.root / "proc/sys/kernel/random",
                   self.root / "proc/1", self.root / "sys/bus/pci/devices/0000:00:05.0", self.root / "dev",
@@ -197,9 +369,16 @@ class Desktop:
 
     # --- the desktop's state -------------------------------------------------------
     def _write(self, relative: str, text: str) -> None:
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        # Plain strings and no mkdir when the directory is there: the counters are written
+        # before every run.
+        path = f"{self.root}/{relative}"
+        try:
+            f = open(path, "w")
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            f = open(path, "w")
+        with f:
+            f.write(text)
 
     def set(self, *, dcv: int | None = None, gpu: int | list[int] | None = None, ssh: int | None = None,
             ssm: int | None = None) -> None:
@@ -283,11 +462,14 @@ class Desktop:
         return {"LD_PRELOAD": libfaketime(), "FAKETIME": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t))}
 
     def run(self, *args: str, program: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess:
-        """Run the agent (or keep-awake) once at the simulated time."""
+            timeout: float = 30, fork: bool | None = None) -> subprocess.CompletedProcess:
+        """Run the agent (or keep-awake) once at the simulated time: forked from the zygote, or
+        as a fresh `python3 -IS` (`fork`, by default the desktop's)."""
+        environment = {**self.env(), **self.clock(), **(env or {})}
+        if self.fork if fork is None else fork:
+            return zygote().run([str(program or self.agent), *args], environment, self.base, timeout)
         command = [PYTHON, "-IS", str(program or self.agent), *args]
-        return subprocess.run(command, env={**self.env(), **self.clock(), **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
 
     def minute(self, *, seconds: int = 60, **activity: float) -> subprocess.CompletedProcess:
         """Let `seconds` of this activity pass (see :meth:`advance`), then run the agent."""
@@ -311,8 +493,8 @@ class Desktop:
         self.sectors += int(disk_mb * 1e6 / 512 * seconds)
         self._write_counters()
 
-    def keep_awake(self, *args: str) -> subprocess.CompletedProcess:
-        return self.run(*args, program=self.bin / "keep-awake")
+    def keep_awake(self, *args: str, fork: bool | None = None) -> subprocess.CompletedProcess:
+        return self.run(*args, program=self.bin / "keep-awake", fork=fork)
 
     # --- what happened -------------------------------------------------------------------
     def calls(self, command: str) -> list[str]:

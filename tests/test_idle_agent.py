@@ -3,6 +3,8 @@
 Policy 10 minutes unless a test says otherwise. A "minute" runs the agent once after
 advancing the clock and the /proc counters (tests/idle_sandbox.py). Runs 4 minutes
 apart (within the agent's 5-minute gap) check "stays up for hours" with fewer runs.
+A run is a fork of the sandbox's warm interpreter; the tests with ``fork=False`` run the
+agent (and keep-awake) as fresh ``python3 -IS`` processes, as the timer and a person do.
 """
 
 from __future__ import annotations
@@ -219,7 +221,8 @@ def test_keep_awake_holds_until_it_expires(desktop, imds, source):
     box.minute()
     deadline = box.t + 3600
     if source == "keep-awake on the desktop":
-        done = box.keep_awake("1h")
+        # A process of its own, as a person runs the command.
+        done = box.keep_awake("1h", fork=False)
         assert done.returncode == 0, done.stderr
     else:
         imds.tags["KeepAwakeUntil"] = str(int(deadline))
@@ -291,6 +294,10 @@ def test_state_survives_a_restart_and_a_run_killed_midway(desktop):
     assert len(box.calls("dcv")) == asked + 1 and run.poll() is None, "the run hangs in the dcv probe"
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    # What libfaketime made for the run (its stub shared it), which only a normal exit removes:
+    # a later process with this pid would fail on it.
+    for leftover in (f"faketime_shm_{run.pid}", f"sem.faketime_sem_{run.pid}"):
+        Path("/dev/shm", leftover).unlink(missing_ok=True)
     (box.stubs / "dcv.sleep").unlink()
     assert box.state_file.read_text() == saved
     # The count goes on from the state the last complete run left: 10 idle minutes after
@@ -328,7 +335,8 @@ def test_a_state_of_the_wrong_shape_starts_afresh_with_a_log_line(desktop, state
 
 
 def test_imds_is_asked_with_a_token(desktop, imds):
-    box = desktop()
+    # A fresh `python3 -IS` as the timer starts it (the other tests mostly fork the zygote).
+    box = desktop(fork=False)
     box.minute()
     methods = [(method, path) for method, path, _ in imds.requests]
     assert methods == [("PUT", "/latest/api/token"),
@@ -342,7 +350,7 @@ def test_imds_is_asked_with_a_token(desktop, imds):
 
 
 def test_the_log_stays_bounded(desktop):
-    box = desktop()
+    box = desktop(fork=False)
     log = box.root / "var/log/deep-learning-desktop-idle.log"
     log.write_text("x" * 1_000_001)
     box.minute()
