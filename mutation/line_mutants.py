@@ -331,7 +331,9 @@ class _Tracer:
 
     def bash(self, script: str) -> str:
         path = self.hits_file(script)
-        trap = f"; set -T; trap 'printf \"%s\\n\" \"$LINENO\" >>{path}' DEBUG"
+        # Only the script's own lines: the boot sandbox's stub functions (defined in a file of
+        # their own, run in the script's shell) are traced too, with their file's line numbers.
+        trap = f"; set -T; trap '[[ \"${{BASH_SOURCE[0]}}\" != \"$0\" ]] || printf \"%s\\n\" \"$LINENO\" >>{path}' DEBUG"
         return re.sub(r"^set -euo pipefail$", lambda m: m.group(0) + trap, script, count=1, flags=re.M)
 
     def python(self, program: str) -> str:
