@@ -24,8 +24,9 @@ from typing import Optional
 import boto3
 import botocore.retries.standard
 import pytest
-from moto.backends import get_backend
+from moto.backends import get_backend, list_of_moto_modules
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import method_names_from_class
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import ThreadedMotoServer
 
@@ -57,6 +58,18 @@ def moto_server():
 
         monkeypatch.setattr(key_pairs, "random_rsa_key_pair", functools.lru_cache(maxsize=None)(
             key_pairs.random_rsa_key_pair))
+        # moto's server finds each request's service by listing moto's own package folder
+        # (list_of_moto_modules: a stat of each of its 150-odd folders, every request), and each
+        # response class's methods by inspecting the class (method_names_from_class, every
+        # request): a third of the server's CPU. Neither changes while the server runs; a test
+        # that adds a method to a response class does it before the server starts, as above.
+        from moto import backends
+        from moto.core import responses
+
+        monkeypatch.setattr(backends, "list_of_moto_modules",
+                            functools.lru_cache(maxsize=None)(lambda: tuple(_moto_modules())))
+        monkeypatch.setattr(responses, "method_names_from_class", functools.lru_cache(maxsize=None)(
+            lambda clazz: frozenset(_method_names_from_class(clazz))))
         # A short poll, as the other local servers here: stopping waits for the loop to look,
         # and every test module that imports this fixture has its own server to stop at the end.
         from werkzeug.serving import BaseWSGIServer
@@ -151,6 +164,10 @@ class PriceListApp(DomainDispatcherApplication):
         data = json.dumps(reply).encode()
         start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
         return [data]
+
+
+_moto_modules = list_of_moto_modules
+_method_names_from_class = method_names_from_class
 
 
 def reset_moto(url: str) -> None:
