@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import gc
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +45,27 @@ def run_main():
         return offline.run_program(stack_config(region, **keys), stack="test", mocks=mocks)
 
     return run
+
+
+_renderings: dict = {}
+
+
+@pytest.fixture
+def rendered():
+    """As ``run_main`` with the pretend account's own answers in ``partition`` (no mocks of the
+    test's own), for a test that only reads the rendering: each config is
+    rendered once per test process, and each test gets its own deep copy of that rendering.
+    A test that changes what the program reads (a monkeypatch, its own mocks), or that watches
+    the rendering happen (its event loops, its log), uses ``run_main``."""
+
+    def render(region="us-west-2", partition="aws", **keys):
+        key = (region, partition, json.dumps(keys, sort_keys=True))
+        if key not in _renderings:
+            _renderings[key] = offline.run_program(stack_config(region, **keys), stack="test",
+                                                   mocks=offline.AccountMocks(partition=partition, region=region))
+        return copy.deepcopy(_renderings[key])
+
+    return render
 
 
 def _share_parsed_botocore_models() -> None:
