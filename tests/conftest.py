@@ -189,6 +189,14 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+def pytest_sessionfinish(session):
+    """Collect what the tests left while pytest still holds the output, as the default
+    collector did during the tests: a rendering that failed leaves futures whose exceptions
+    asyncio reports when they are collected ("Future exception was never retrieved"), which
+    at the interpreter's exit would go to the terminal."""
+    gc.collect()
+
+
 @pytest.fixture
 def sandbox(tmp_path):
     """A factory of boot sandboxes (tests/boot_sandbox.py), one scratch root each."""
