@@ -24,8 +24,10 @@ from typing import Optional
 import boto3
 import botocore.retries.standard
 import pytest
-from moto.backends import get_backend
+from moto.backends import get_backend, list_of_moto_modules
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.utils import method_names_from_class
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
@@ -56,17 +58,116 @@ def moto_server():
 
         monkeypatch.setattr(key_pairs, "random_rsa_key_pair", functools.lru_cache(maxsize=None)(
             key_pairs.random_rsa_key_pair))
+        # moto's server finds each request's service by listing moto's own package folder
+        # (list_of_moto_modules: a stat of each of its 150-odd folders, every request), and each
+        # response class's methods by inspecting the class (method_names_from_class, every
+        # request): a third of the server's CPU. Neither changes while the server runs; a test
+        # that adds a method to a response class does it before the server starts, as above.
+        from moto import backends
+        from moto.core import responses
+
+        monkeypatch.setattr(backends, "list_of_moto_modules",
+                            functools.lru_cache(maxsize=None)(lambda: tuple(_moto_modules())))
+        monkeypatch.setattr(responses, "method_names_from_class", functools.lru_cache(maxsize=None)(
+            lambda clazz: frozenset(_method_names_from_class(clazz))))
         # A short poll, as the other local servers here: stopping waits for the loop to look,
         # and every test module that imports this fixture has its own server to stop at the end.
         from werkzeug.serving import BaseWSGIServer
 
         monkeypatch.setattr(BaseWSGIServer, "serve_forever",
                             functools.partialmethod(BaseWSGIServer.serve_forever, poll_interval=0.05))
+        # moto 5.2.5 has no Price List API: it answered every GetProducts with a 500, which
+        # the commands' clients retried with backoff (most of preflight's time), and the price
+        # was always "unknown". The pretend account answers it (PriceListApp, below).
+        from moto.moto_server import threaded_moto_server
+
+        monkeypatch.setattr(threaded_moto_server, "DomainDispatcherApplication", PriceListApp)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
         yield f"http://{host}:{port}"
         server.stop()
+
+
+# ---------------------------------------------------------------------------
+# The Price List API (``pricing``), which moto lacks, served on moto's own endpoint: a
+# client pointed at AWS_ENDPOINT_URL reaches it as it reaches EC2.
+
+def price_item(attributes: dict, unit: str, usd: str, product_family: str) -> str:
+    """One PriceList entry as GetProducts returns it: a JSON document in a string, with an
+    on-demand and a reserved term (only the on-demand one is the desktop's price)."""
+    sku = "JRTCKXETXFAKESKU"
+    return json.dumps({
+        "product": {"productFamily": product_family, "attributes": attributes, "sku": sku},
+        "serviceCode": "AmazonEC2",
+        "terms": {
+            "OnDemand": {f"{sku}.JRTCKXETXF": {
+                "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                    "unit": unit, "endRange": "Inf", "description": f"${usd} per {unit}", "appliesTo": [],
+                    "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0", "pricePerUnit": {"USD": usd}}},
+                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
+                "termAttributes": {}}},
+            "Reserved": {f"{sku}.4NA7Y494T4": {
+                "priceDimensions": {f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
+                    "unit": unit, "description": "reserved", "appliesTo": [], "beginRange": "0", "endRange": "Inf",
+                    "rateCode": f"{sku}.4NA7Y494T4.6YS6EN2CT7", "pricePerUnit": {"USD": "0.3310000000"}}},
+                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "4NA7Y494T4",
+                "termAttributes": {"LeaseContractLength": "1yr", "OfferingClass": "standard",
+                                   "PurchaseOption": "No Upfront"}}},
+        },
+        "version": "20261120000000",
+        "publicationDate": "2026-11-20T00:00:00Z",
+    })
+
+
+G4DN_XLARGE = {"instanceType": "g4dn.xlarge", "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
+               "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required",
+               "location": "US East (N. Virginia)", "vcpu": "4", "memory": "16 GiB", "gpu": "1"}
+GP3_STORAGE = {"volumeApiName": "gp3", "regionCode": REGION, "location": "US East (N. Virginia)",
+               "storageMedia": "SSD-backed", "volumeType": "General Purpose"}
+# The account's price list: AWS's list prices of us-east-1 (aws.amazon.com/ec2/pricing,
+# aws.amazon.com/ebs/pricing). A query that matches none of these gets an empty list, as
+# GetProducts answers for a type or region it does not price.
+PRICE_LIST = [
+    ("AmazonEC2", "Compute Instance", G4DN_XLARGE, "Hrs", "0.5260000000"),
+    # The same type on Windows: a query that leaves out operatingSystem would see two prices.
+    ("AmazonEC2", "Compute Instance", {**G4DN_XLARGE, "operatingSystem": "Windows"}, "Hrs", "0.7100000000"),
+    ("AmazonEC2", "Storage", GP3_STORAGE, "GB-Mo", "0.0800000000"),
+]
+
+
+def get_products(query: dict) -> dict:
+    """GetProducts on PRICE_LIST: TERM_MATCH filters on the product's attributes (and its
+    productFamily), every filter matching."""
+    wanted = {f["Field"]: f["Value"] for f in query.get("Filters", []) if f.get("Type") == "TERM_MATCH"}
+    found = [price_item(attributes, unit, usd, family)
+             for service, family, attributes, unit, usd in PRICE_LIST
+             if service == query.get("ServiceCode")
+             and all({**attributes, "productFamily": family}.get(k) == v for k, v in wanted.items())]
+    return {"FormatVersion": query.get("FormatVersion", "aws_v1"), "PriceList": found[:query.get("MaxResults", 100)]}
+
+
+class PriceListApp(DomainDispatcherApplication):
+    """moto's WSGI application, which also answers the Price List API's GetProducts (JSON 1.1,
+    ``X-Amz-Target: AWSPriceListService.<operation>``)."""
+
+    def __call__(self, environ, start_response):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("AWSPriceListService."):
+            return super().__call__(environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if target == "AWSPriceListService.GetProducts":
+            status, reply = "200 OK", get_products(json.loads(body or b"{}"))
+        else:
+            status, reply = "400 Bad Request", {"__type": "UnknownOperationException",
+                                                "message": f"the pretend account has no {target}"}
+        data = json.dumps(reply).encode()
+        start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+        return [data]
+
+
+_moto_modules = list_of_moto_modules
+_method_names_from_class = method_names_from_class
 
 
 def reset_moto(url: str) -> None:

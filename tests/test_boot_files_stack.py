@@ -48,8 +48,8 @@ def sagemaker_values(text: str) -> tuple:
             remote["S3RootUri"])
 
 
-def test_the_parameter_holds_exactly_the_files_as_the_desktop_gets_them(run_main):
-    r = run_main()
+def test_the_parameter_holds_exactly_the_files_as_the_desktop_gets_them(rendered):
+    r = rendered()
     parameter = boot_files_parameter(r)
     inputs = parameter.inputs
     assert inputs["name"] == NAME
@@ -64,8 +64,8 @@ def test_the_parameter_holds_exactly_the_files_as_the_desktop_gets_them(run_main
     assert parameter.delete_before_replace  # its fixed name must be free for a replacement
 
 
-def test_the_sagemaker_parameter_holds_the_desktops_defaults_as_plain_yaml(run_main):
-    r = run_main()
+def test_the_sagemaker_parameter_holds_the_desktops_defaults_as_plain_yaml(rendered):
+    r = rendered()
     parameter = sagemaker_parameter(r)
     inputs = parameter.inputs
     assert inputs["name"] == SAGEMAKER_NAME
@@ -79,21 +79,21 @@ def test_the_sagemaker_parameter_holds_the_desktops_defaults_as_plain_yaml(run_m
     assert parameter.delete_before_replace
 
 
-def test_without_sagemaker_the_defaults_file_sets_nothing(run_main):
-    text = sagemaker_parameter(run_main(sagemakerAccess="none")).inputs["value"]["value"]
+def test_without_sagemaker_the_defaults_file_sets_nothing(rendered):
+    text = sagemaker_parameter(rendered(sagemakerAccess="none")).inputs["value"]["value"]
     assert yaml.safe_load(text) == {"SchemaVersion": "1.0"}
 
 
-def test_the_user_data_names_the_parameter_and_carries_no_file(run_main):
-    r = run_main()
+def test_the_user_data_names_the_parameter_and_carries_no_file(rendered):
+    r = rendered()
     (instance,) = r.of_type(INSTANCE)
     _, script = cloud_init.split_parts(cloud_init.decode(instance.inputs["userDataBase64"]))
     assert f"\nBOOT_FILES_PARAMETER={NAME}\n" in script
     assert "OnUnitActiveSec" not in script and "def main" not in script
 
 
-def test_the_instance_boots_after_the_parameters_and_the_grants(run_main):
-    r = run_main()
+def test_the_instance_boots_after_the_parameters_and_the_grants(rendered):
+    r = rendered()
     (instance,) = r.of_type(INSTANCE)
     assert boot_files_parameter(r).urn in instance.dependencies
     assert r.named("test--boot-files-read").urn in instance.dependencies
@@ -104,8 +104,8 @@ def test_the_instance_boots_after_the_parameters_and_the_grants(run_main):
 @pytest.mark.parametrize("partition,region", [
     ("aws", "us-east-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1"),
 ])
-def test_the_role_may_read_exactly_these_parameters_in_its_partition(run_main, partition, region):
-    r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
+def test_the_role_may_read_exactly_these_parameters_in_its_partition(rendered, partition, region):
+    r = rendered(partition=partition, region=region)
     for leaf, sid, name, parameter in (("boot-files", "BootFiles", NAME, boot_files_parameter(r)),
                                        ("sagemaker-config", "SageMakerConfig", SAGEMAKER_NAME, sagemaker_parameter(r))):
         grant = r.named(f"test--{leaf}-read")

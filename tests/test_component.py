@@ -35,8 +35,8 @@ def user_data_of(rendering) -> str:
     return cloud_init.decode(instance_of(rendering).inputs["userDataBase64"])
 
 
-def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(run_main):
-    r = run_main()
+def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(rendered):
+    r = rendered()
     sg_id = r.outputs["DesktopSecurityGroup"]
     sg = r.named("test--sg")
     assert sg.inputs["vpcId"] == GOOD["vpcId"] and sg.inputs["tags"] == {"Name": "test"}
@@ -61,8 +61,8 @@ def test_default_config_creates_the_desktop_group_with_exactly_the_spec_rules(ru
     assert instance_of(r).inputs["vpcSecurityGroupIds"] == [sg_id]
 
 
-def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mount_target(run_main):
-    r = run_main()
+def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mount_target(rendered):
+    r = rendered()
     (efs,) = r.of_type(EFS)
     assert efs.inputs["encrypted"] is True and efs.inputs["performanceMode"] == "generalPurpose"
     # The cost allocation tag: the root volume's, the role's name (the mock names it test--role-abc1234).
@@ -83,8 +83,8 @@ def test_default_config_creates_an_encrypted_efs_kept_on_destroy_with_an_nfs_mou
     assert not any(reg.retain_on_delete for reg in r.registrations if reg.type != EFS)
 
 
-def test_given_security_group_creates_no_desktop_group(run_main):
-    r = run_main(securityGroupId="sg-0fedcba9876543210")
+def test_given_security_group_creates_no_desktop_group(rendered):
+    r = rendered(securityGroupId="sg-0fedcba9876543210")
     assert [g.name for g in r.of_type(SG)] == ["test--efs-sg"]
     assert {rule.name for rule in r.of_type(INGRESS) + r.of_type(EGRESS)} == {"test--efs-nfs"}
     assert instance_of(r).inputs["vpcSecurityGroupIds"] == ["sg-0fedcba9876543210"]
@@ -92,8 +92,8 @@ def test_given_security_group_creates_no_desktop_group(run_main):
     assert r.outputs["DesktopSecurityGroup"] == "sg-0fedcba9876543210"
 
 
-def test_given_efs_creates_no_file_system_nor_mount_target(run_main):
-    r = run_main(efsFileSystemId="fs-0123456789abcdef0")
+def test_given_efs_creates_no_file_system_nor_mount_target(rendered):
+    r = rendered(efsFileSystemId="fs-0123456789abcdef0")
     assert r.of_type(EFS) == [] and r.of_type(MOUNT_TARGET) == []
     assert [g.name for g in r.of_type(SG)] == ["test--sg"]
     assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
@@ -101,16 +101,16 @@ def test_given_efs_creates_no_file_system_nor_mount_target(run_main):
     assert instance_of(r).dependencies == [d for d in instance_of(r).dependencies if "MountTarget" not in d]
 
 
-def test_both_given_creates_no_network_or_storage_resources(run_main):
-    r = run_main(securityGroupId="sg-0fedcba9876543210", efsFileSystemId="fs-0123456789abcdef0")
+def test_both_given_creates_no_network_or_storage_resources(rendered):
+    r = rendered(securityGroupId="sg-0fedcba9876543210", efsFileSystemId="fs-0123456789abcdef0")
     types = {reg.type for reg in r.registrations}
     assert not types & {SG, INGRESS, EGRESS, EFS, MOUNT_TARGET}
     assert r.outputs["DesktopSecurityGroup"] == "sg-0fedcba9876543210"
     assert r.outputs["EFSFileSystemId"] == "fs-0123456789abcdef0"
 
 
-def test_no_public_ip_uses_the_private_address_everywhere(run_main):
-    r = run_main(publicIp="false")
+def test_no_public_ip_uses_the_private_address_everywhere(rendered):
+    r = rendered(publicIp="false")
     assert instance_of(r).inputs["associatePublicIpAddress"] is False
     private = r.outputs["PrivateIp"]
     assert r.outputs["DcvUrl"] == f"https://{private}:8443"
@@ -118,8 +118,8 @@ def test_no_public_ip_uses_the_private_address_everywhere(run_main):
     assert not r.outputs["PublicIp"]
 
 
-def test_instance_has_every_property_of_the_spec(run_main):
-    r = run_main(instanceType="p4d.24xlarge", ebsVolumeSize="1000", ebsVolumeType="gp2", ebsOptimized="false")
+def test_instance_has_every_property_of_the_spec(rendered):
+    r = rendered(instanceType="p4d.24xlarge", ebsVolumeSize="1000", ebsVolumeType="gp2", ebsOptimized="false")
     i = instance_of(r).inputs
     assert i["instanceType"] == "p4d.24xlarge" and i["ebsOptimized"] is False
     assert i["keyName"] == GOOD["keyName"] and i["subnetId"] == GOOD["subnetId"]
@@ -141,9 +141,9 @@ def test_instance_has_every_property_of_the_spec(run_main):
     assert user_data_of(r).startswith('Content-Type: multipart/mixed; boundary="')
 
 
-def test_ami_from_ssm_follows_the_architecture_and_is_ignored_for_changes(run_main):
-    x86 = run_main()
-    arm = run_main(instanceType="g5g.xlarge")
+def test_ami_from_ssm_follows_the_architecture_and_is_ignored_for_changes(rendered):
+    x86 = rendered()
+    arm = rendered(instanceType="g5g.xlarge")
     names = [[inv.args["name"] for inv in r.invocations if inv.token == GET_PARAMETER] for r in (x86, arm)]
     assert names[0] == ["/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"]
     assert names[1] == ["/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"]
@@ -160,16 +160,16 @@ def test_ssm_value_reaches_the_instance(run_main):
     assert instance_of(run_main(mocks=mocks)).inputs["ami"] == "ami-0aaaaaaaaaaaaaaaa"
 
 
-def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(run_main):
-    r = run_main(amiId="ami-0123456789abcdef0")
+def test_explicit_ami_skips_the_lookup_and_a_change_replaces_the_instance(rendered):
+    r = rendered(amiId="ami-0123456789abcdef0")
     assert not [inv for inv in r.invocations if inv.token in (GET_PARAMETER, "aws:ec2/getInstanceType:getInstanceType")]
     assert instance_of(r).inputs["ami"] == "ami-0123456789abcdef0"
     assert "ami" not in instance_of(r).ignore_changes
     assert r.outputs["AmiSource"] == "amiId"
 
 
-def test_inputs_that_would_replace_the_instance_are_kept(run_main):
-    ignored = set(instance_of(run_main(amiId="ami-0123456789abcdef0")).ignore_changes)
+def test_inputs_that_would_replace_the_instance_are_kept(rendered):
+    ignored = set(instance_of(rendered(amiId="ami-0123456789abcdef0")).ignore_changes)
     # Beside them the keep-awake tag, which `python -m desktop keep-awake` sets, and the EFA
     # interface, the Capacity Block market type and the tag saying EFA: see tests/test_heavy_ml.py.
     assert ignored == {"subnetId", "keyName", "associatePublicIpAddress", "ebsOptimized",
@@ -197,7 +197,7 @@ def _deployed_elsewhere():
     return _Deployed({"subnetId": "subnet-0aaaaaaaaaaaaaaaa", "keyName": "old-key"})
 
 
-def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main):
+def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main, rendered):
     # The mount target and the user data follow the config, the instance keeps its
     # own values: rather than half-move, `pulumi up` stops and says how to move.
     with pytest.raises(ConfigError) as caught:
@@ -210,7 +210,7 @@ def test_a_config_that_would_move_the_desktop_stops_at_the_preview(run_main):
     instance_urn = "urn:pulumi:test::deep-learning-desktop::" \
         "deep-learning-desktop:index:DeepLearningDesktop$aws:ec2/instance:Instance::test--instance"
     assert f"pulumi destroy --target '{instance_urn}'" in problems["keyName"].expected
-    run_main()  # a desktop whose values match goes through
+    rendered()  # a desktop whose values match goes through
 
 
 KEPT_AMI = "ami-0aaaaaaaaaaaaaaaa"
@@ -253,8 +253,8 @@ def test_a_deregistered_kept_ami_raises_no_alarm(run_main):
     assert [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
 
 
-def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main):
-    assert not [inv for inv in run_main().invocations if inv.token == GET_AMI_IDS]
+def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main, rendered):
+    assert not [inv for inv in rendered().invocations if inv.token == GET_AMI_IDS]
     r = run_main(mocks=_deployed_earlier())  # an x86_64 type: is the kept AMI arm64?
     (lookup,) = [inv for inv in r.invocations if inv.token == GET_AMI_IDS]
     assert lookup.args["owners"] == ["amazon"] and lookup.args["includeDeprecated"] is True
@@ -262,8 +262,8 @@ def test_the_kept_ami_is_looked_up_only_when_it_is_not_the_newest(run_main):
         "image-id": [KEPT_AMI], "architecture": ["arm64"]}
 
 
-def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
-    r = run_main()
+def test_iam_role_trust_managed_policy_and_inline_policies(rendered):
+    r = rendered()
     trust = json.loads(r.named("test--role").inputs["assumeRolePolicy"])
     (statement,) = trust["Statement"]
     assert sorted(statement["Principal"]["Service"]) == ["ec2.amazonaws.com", "sagemaker.amazonaws.com"]
@@ -294,8 +294,8 @@ def test_iam_role_trust_managed_policy_and_inline_policies(run_main):
     assert r.outputs["DesktopRole"] == r.named("test--role").state["arn"]
 
 
-def test_china_partition_builds_every_arn_from_the_partition(run_main):
-    r = run_main(mocks=offline.AccountMocks(partition="aws-cn", region="cn-north-1"), region="cn-north-1")
+def test_china_partition_builds_every_arn_from_the_partition(rendered):
+    r = rendered(partition="aws-cn", region="cn-north-1")
     text = json.dumps([reg.inputs for reg in r.registrations]) + json.dumps(r.outputs)
     assert "arn:aws-cn:" in text
     assert "arn:aws:" not in text
@@ -304,8 +304,8 @@ def test_china_partition_builds_every_arn_from_the_partition(run_main):
     assert "fs-" in user_data_of(r) and "amazonaws.com.cn" in user_data_of(r)
 
 
-def test_every_child_is_parented_to_the_component(run_main):
-    r = run_main()
+def test_every_child_is_parented_to_the_component(rendered):
+    r = rendered()
     (component,) = [reg for reg in r.registrations if reg.type == TYPE]
     children = [reg for reg in r.registrations if reg is not component]
     assert len(children) >= 17
@@ -313,10 +313,10 @@ def test_every_child_is_parented_to_the_component(run_main):
     assert all(child.name.startswith("test--") for child in children)
 
 
-def test_open_cidr_warning_reaches_the_person(run_main):
-    r = run_main(accessCidr="0.0.0.0/0")
+def test_open_cidr_warning_reaches_the_person(rendered):
+    r = rendered(accessCidr="0.0.0.0/0")
     assert any("0.0.0.0/0" in w for w in r.warnings)
-    assert not any("0.0.0.0/0" in w for w in run_main().warnings)
+    assert not any("0.0.0.0/0" in w for w in rendered().warnings)
 
 
 def test_two_desktops_in_one_program_do_not_clash():

@@ -27,8 +27,8 @@ def instance_of(rendering):
     return instance
 
 
-def test_descriptions_and_tags_of_the_security_groups_and_the_role(run_main):
-    r = run_main()
+def test_descriptions_and_tags_of_the_security_groups_and_the_role(rendered):
+    r = rendered()
     desktop_group = r.named("test--sg").inputs
     assert desktop_group["description"] == "Deep learning desktop: SSH and DCV from the access CIDR"
     efs_group = r.named("test--efs-sg").inputs
@@ -40,8 +40,8 @@ def test_descriptions_and_tags_of_the_security_groups_and_the_role(run_main):
     assert role["description"] == "Deep learning desktop: SageMaker, its S3 bucket, the DCV license, Session Manager"
 
 
-def test_the_iam_documents_exactly(run_main):
-    r = run_main()
+def test_the_iam_documents_exactly(rendered):
+    r = rendered()
     assert json.loads(r.named("test--role").inputs["assumeRolePolicy"]) == {
         "Version": "2012-10-17",
         "Statement": [{
@@ -72,8 +72,8 @@ def test_the_iam_documents_exactly(run_main):
     }
 
 
-def test_each_value_reaches_its_own_variable_in_the_user_data(run_main):
-    r = run_main(efsMountPath="/data/efs")
+def test_each_value_reaches_its_own_variable_in_the_user_data(rendered):
+    r = rendered(efsMountPath="/data/efs")
     script = cloud_init.split_parts(cloud_init.decode(instance_of(r).inputs["userDataBase64"]))[1]
     values = dict(line.split("=", 1) for line in script.split(END_OF_VALUES)[0].splitlines()
                   if "=" in line and not line.startswith("#"))

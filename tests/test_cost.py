@@ -25,16 +25,16 @@ def instance_of(rendering):
 
 # --- Spot ---------------------------------------------------------------------------
 
-def test_spot_is_a_persistent_request_that_stops_the_desktop(run_main):
-    options = instance_of(run_main(spot="true"))["instanceMarketOptions"]
+def test_spot_is_a_persistent_request_that_stops_the_desktop(rendered):
+    options = instance_of(rendered(spot="true"))["instanceMarketOptions"]
     assert options == {"marketType": "spot", "spotOptions": {
         "instanceInterruptionBehavior": "stop", "spotInstanceType": "persistent"}}
-    capped = instance_of(run_main(spot="true", spotMaxPrice="0.45"))["instanceMarketOptions"]
+    capped = instance_of(rendered(spot="true", spotMaxPrice="0.45"))["instanceMarketOptions"]
     assert capped["spotOptions"]["maxPrice"] == "0.45"
 
 
-def test_on_demand_has_no_market_options(run_main):
-    assert "instanceMarketOptions" not in instance_of(run_main())
+def test_on_demand_has_no_market_options(rendered):
+    assert "instanceMarketOptions" not in instance_of(rendered())
 
 
 def test_spot_in_a_capacity_reservation_is_refused_naming_both_keys(run_main):
@@ -74,9 +74,9 @@ def test_a_spot_desktop_staying_on_spot_goes_through_and_its_price_is_compared_a
 
 # --- Capacity Blocks: decided by the reservation's type -----------------------------
 
-def test_an_on_demand_reservation_gets_no_capacity_block_market(run_main):
+def test_an_on_demand_reservation_gets_no_capacity_block_market(rendered):
     # The data source answers for an ODCR too (reservation type "default").
-    i = instance_of(run_main(capacityReservationId=RESERVATION))
+    i = instance_of(rendered(capacityReservationId=RESERVATION))
     assert "instanceMarketOptions" not in i
     assert i["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": RESERVATION}}
 
@@ -115,12 +115,12 @@ def test_the_capacity_exposes_the_blocks_end_for_the_agent():
     assert found["capacity"].capacity_block and found["capacity"].end_date == "2031-02-03T04:05:00Z"
 
 
-def test_a_block_desktop_tells_the_agent_when_the_block_ends_and_a_reservation_does_not(run_main):
+def test_a_block_desktop_tells_the_agent_when_the_block_ends_and_a_reservation_does_not(run_main, rendered):
     block = offline.AccountMocks(capacity_blocks={RESERVATION: {"endDate": "2031-02-03T04:05:00Z",
                                                                "instanceType": "p5.48xlarge"}})
     tags = instance_of(run_main(mocks=block, capacityReservationId=RESERVATION, instanceType="p5.48xlarge"))["tags"]
     assert tags["CapacityBlockEnd"] == "1927857900"  # 2031-02-03T04:05:00Z, from `date -d ... +%s`
-    assert "CapacityBlockEnd" not in instance_of(run_main(capacityReservationId=RESERVATION))["tags"]
+    assert "CapacityBlockEnd" not in instance_of(rendered(capacityReservationId=RESERVATION))["tags"]
 
 
 @pytest.mark.parametrize("read_back", [
@@ -143,12 +143,12 @@ def test_an_on_demand_desktop_moved_into_a_block_still_stops_at_the_preview(run_
 
 # --- the budget and its tag ---------------------------------------------------------
 
-def test_no_budget_by_default(run_main):
-    assert not run_main().of_type(BUDGET)
+def test_no_budget_by_default(rendered):
+    assert not rendered().of_type(BUDGET)
 
 
-def test_a_budget_warns_by_email_and_counts_only_this_desktop(run_main):
-    r = run_main(budgetMonthlyUsd="200", budgetEmail="me@example.com")
+def test_a_budget_warns_by_email_and_counts_only_this_desktop(rendered):
+    r = rendered(budgetMonthlyUsd="200", budgetEmail="me@example.com")
     (budget,) = r.of_type(BUDGET)
     b = budget.inputs
     assert (b["budgetType"], b["timeUnit"], float(b["limitAmount"]), b["limitUnit"]) == ("COST", "MONTHLY", 200.0, "USD")
@@ -159,8 +159,8 @@ def test_a_budget_warns_by_email_and_counts_only_this_desktop(run_main):
     assert all(n["subscriberEmailAddresses"] == ["me@example.com"] for n in b["notifications"])
 
 
-def test_everything_that_costs_money_carries_the_tag_the_budget_filters_on(run_main):
-    r = run_main(fsxLustre="true", efa="true", instanceType="g5.48xlarge")
+def test_everything_that_costs_money_carries_the_tag_the_budget_filters_on(rendered):
+    r = rendered(fsxLustre="true", efa="true", instanceType="g5.48xlarge")
     costly = [reg for reg in r.registrations if reg.type in (
         INSTANCE, "aws:efs/fileSystem:FileSystem", "aws:fsx/lustreFileSystem:LustreFileSystem", "aws:ec2/eip:Eip")]
     assert len(costly) == 4
@@ -172,8 +172,8 @@ def test_everything_that_costs_money_carries_the_tag_the_budget_filters_on(run_m
 
 # --- FSx for Lustre: the desktop's group admits the file servers ---------------------
 
-def test_the_desktops_group_admits_lustre_from_the_fsx_group(run_main):
-    r = run_main(fsxLustre="true")
+def test_the_desktops_group_admits_lustre_from_the_fsx_group(rendered):
+    r = rendered(fsxLustre="true")
     groups = {reg.name: reg for reg in r.of_type(SG)}
     desktop_sg, fsx_sg = r.outputs["DesktopSecurityGroup"], offline._fake("sg", "test--fsx-sg")
     assert "test--fsx-sg" in groups
@@ -183,8 +183,8 @@ def test_the_desktops_group_admits_lustre_from_the_fsx_group(run_main):
     assert into_desktop == {(988, 988), (1018, 1023)}
 
 
-def test_a_given_desktop_group_gets_no_rule_from_the_program(run_main):
-    r = run_main(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
+def test_a_given_desktop_group_gets_no_rule_from_the_program(rendered):
+    r = rendered(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
     assert not [rule for rule in r.of_type(INGRESS) if rule.inputs["securityGroupId"] == "sg-0fedcba9876543210"]
 
 

@@ -30,9 +30,13 @@ def test_preflight_of_a_spot_desktop_reports_the_spot_quota_and_the_spot_price(p
 
 def test_preflight_prints_the_hourly_price_and_the_stopped_cost(preflight):
     result = preflight()
-    # moto has no Price List API: the price is "unknown", the table's monthly cost is printed.
-    line(result, "PASS", "g4dn.xlarge costs unknown (", "on demand in us-east-1 while it runs",
+    # The pretend account's Price List API has the type's list price (tests/moto_account.py);
+    # the monthly cost of what stays comes from the table.
+    line(result, "PASS", "g4dn.xlarge costs $0.526/hour on demand in us-east-1 while it runs",
          "stopped it still costs $16.00 to $86.00/month while stopped")
+    # A type the price list does not price is "unknown", never a guess.
+    line(preflight(instanceType="g5.xlarge"), "PASS",
+         "g5.xlarge costs unknown (the Price List API has no on-demand price for it) on demand in us-east-1")
 
 
 def _tag_check(status):

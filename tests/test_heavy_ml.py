@@ -40,8 +40,8 @@ def script_values(rendering) -> str:
 
 # --- FSx for Lustre ---------------------------------------------------------------
 
-def test_scratch_fsx_imports_the_bucket_on_the_file_system_and_is_kept(run_main):
-    r = run_main(fsxLustre="true")
+def test_scratch_fsx_imports_the_bucket_on_the_file_system_and_is_kept(rendered):
+    r = rendered(fsxLustre="true")
     (fsx,) = r.of_type(LUSTRE)
     i = fsx.inputs
     assert (i["deploymentType"], i["storageCapacity"], i["subnetIds"]) == ("SCRATCH_2", 1200, GOOD["subnetId"])
@@ -59,8 +59,8 @@ def test_scratch_fsx_imports_the_bucket_on_the_file_system_and_is_kept(run_main)
     assert (r.outputs["FsxFileSystemId"], r.outputs["FsxMountPath"]) == (fsx.id, "/home/ubuntu/fsx")
 
 
-def test_persistent_fsx_links_the_bucket_both_ways_through_an_association(run_main):
-    r = run_main(fsxLustre="true", fsxDeploymentType="PERSISTENT_2", fsxStorageCapacity="4800",
+def test_persistent_fsx_links_the_bucket_both_ways_through_an_association(rendered):
+    r = rendered(fsxLustre="true", fsxDeploymentType="PERSISTENT_2", fsxStorageCapacity="4800",
                  fsxMountPath="/data/fsx")
     (fsx,) = r.of_type(LUSTRE)
     i = fsx.inputs
@@ -76,8 +76,8 @@ def test_persistent_fsx_links_the_bucket_both_ways_through_an_association(run_ma
     assert r.outputs["FsxMountPath"] == "/data/fsx"
 
 
-def test_fsx_group_admits_lustre_from_the_desktop_and_from_itself(run_main):
-    r = run_main(fsxLustre="true")
+def test_fsx_group_admits_lustre_from_the_desktop_and_from_itself(rendered):
+    r = rendered(fsxLustre="true")
     fsx_sg, desktop_sg = r.named("test--fsx-sg").id, r.outputs["DesktopSecurityGroup"]
     assert r.named("test--fsx-sg").inputs["vpcId"] == GOOD["vpcId"]
     rules = {}
@@ -94,22 +94,22 @@ def test_fsx_group_admits_lustre_from_the_desktop_and_from_itself(run_main):
                      for d in ("in", "out") for ports in lustre for peer in ("self", "desktop")}
 
 
-def test_fsx_admits_a_given_desktop_group(run_main):
-    r = run_main(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
+def test_fsx_admits_a_given_desktop_group(rendered):
+    r = rendered(fsxLustre="true", securityGroupId="sg-0fedcba9876543210")
     peers = {rule.inputs["referencedSecurityGroupId"] for rule in r.of_type(INGRESS)
              if rule.name.startswith("test--fsx-") and rule.name.endswith("from-desktop")}
     assert peers == {"sg-0fedcba9876543210"}
 
 
-def test_no_fsx_when_off(run_main):
-    r = run_main()
+def test_no_fsx_when_off(rendered):
+    r = rendered()
     assert not [reg for reg in r.registrations if reg.type.startswith("aws:fsx/") or "-fsx" in reg.name]
     assert "FsxFileSystemId" not in r.outputs and "FsxMountPath" not in r.outputs
     values = script_values(r)
     assert "FSX_DNS_NAME=''\n" in values and "FSX_MOUNT_PATH=''\n" in values
 
 
-def test_the_role_gains_nothing_for_fsx(run_main):
+def test_the_role_gains_nothing_for_fsx(rendered):
     """FSx reads and writes the bucket through its own service-linked role."""
     def grants(rendering):
         policies = {reg.inputs["name"]: json.loads(reg.inputs["policy"])
@@ -117,31 +117,31 @@ def test_the_role_gains_nothing_for_fsx(run_main):
         attached = {reg.inputs["policyArn"] for reg in rendering.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
         return policies, attached
 
-    assert grants(run_main(fsxLustre="true", fsxDeploymentType="PERSISTENT_2")) == grants(run_main())
+    assert grants(rendered(fsxLustre="true", fsxDeploymentType="PERSISTENT_2")) == grants(rendered())
 
 
-def test_plan_says_the_file_system_is_kept_and_how_it_is_linked(run_main):
-    lines = "\n".join(tree_lines(run_main(fsxLustre="true")))
+def test_plan_says_the_file_system_is_kept_and_how_it_is_linked(rendered):
+    lines = "\n".join(tree_lines(rendered(fsxLustre="true")))
     assert "SCRATCH_2 1200 GiB in subnet subnet-0123456789abcdef0" in lines
     assert "linked to s3://my-dl-data: new, changed and deleted objects appear in it (NEW_CHANGED_DELETED)" in lines
     assert "kept on destroy because it may hold files not (yet) in the bucket" in lines
-    persistent = "\n".join(tree_lines(run_main(fsxLustre="true", fsxDeploymentType="PERSISTENT_2")))
+    persistent = "\n".join(tree_lines(rendered(fsxLustre="true", fsxDeploymentType="PERSISTENT_2")))
     assert "links / to s3://my-dl-data: imports NEW, CHANGED, DELETED objects, exports NEW, CHANGED, DELETED" \
         in persistent
 
 
 # --- capacity reservations and Capacity Blocks -------------------------------------
 
-def test_no_reservation_keeps_ec2s_open_preference_and_looks_nothing_up(run_main):
-    r = run_main()
+def test_no_reservation_keeps_ec2s_open_preference_and_looks_nothing_up(rendered):
+    r = rendered()
     i = instance_of(r).inputs
     assert i["capacityReservationSpecification"] == {"capacityReservationPreference": "open"}
     assert "instanceMarketOptions" not in i
     assert not [inv for inv in r.invocations if inv.token == GET_CAPACITY_BLOCK]
 
 
-def test_an_on_demand_reservation_is_targeted_without_a_market_type(run_main):
-    r = run_main(capacityReservationId=RESERVATION)
+def test_an_on_demand_reservation_is_targeted_without_a_market_type(rendered):
+    r = rendered(capacityReservationId=RESERVATION)
     i = instance_of(r).inputs
     assert i["capacityReservationSpecification"] == {"capacityReservationTarget": {"capacityReservationId": RESERVATION}}
     assert "instanceMarketOptions" not in i
@@ -199,8 +199,8 @@ def test_switching_between_on_demand_reservations_changes_in_place(run_main):
 
 # --- EFA ---------------------------------------------------------------------------
 
-def test_efa_is_the_primary_interface_in_the_subnet_and_the_desktop_group(run_main):
-    r = run_main(efa="true", instanceType="g5.48xlarge")
+def test_efa_is_the_primary_interface_in_the_subnet_and_the_desktop_group(rendered):
+    r = rendered(efa="true", instanceType="g5.48xlarge")
     (eni,) = r.of_type(ENI)
     assert eni.inputs["interfaceType"] == "efa"
     assert eni.inputs["subnetId"] == GOOD["subnetId"]
@@ -220,8 +220,8 @@ def test_efa_is_the_primary_interface_in_the_subnet_and_the_desktop_group(run_ma
     assert "g5.48xlarge" in supported
 
 
-def test_efa_without_a_public_ip_has_no_elastic_ip(run_main):
-    r = run_main(efa="true", instanceType="p4d.24xlarge", publicIp="false")
+def test_efa_without_a_public_ip_has_no_elastic_ip(rendered):
+    r = rendered(efa="true", instanceType="p4d.24xlarge", publicIp="false")
     assert r.of_type(EIP) == []
     assert r.outputs["DcvUrl"] == f"https://{r.outputs['PrivateIp']}:8443"
 
@@ -251,8 +251,8 @@ def test_efa_support_is_ec2s_answer_not_a_list(run_main):
     assert "p4d.24xlarge" in problem.expected
 
 
-def test_no_efa_when_off(run_main):
-    r = run_main(instanceType="p4d.24xlarge")
+def test_no_efa_when_off(rendered):
+    r = rendered(instanceType="p4d.24xlarge")
     assert r.of_type(ENI) == [] and r.of_type(EIP) == []
     assert "Efa" not in instance_of(r).inputs["tags"]
     assert "EFA=false\n" in script_values(r)

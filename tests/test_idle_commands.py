@@ -1,14 +1,15 @@
 """``python -m desktop keep-awake | status`` against moto, and `wait`/`start --wait` on a
 console that holds the idle agent's lines, run as a person runs them (``AWS_ENDPOINT_URL``).
 
-moto 5.2.5 does not implement the AWS Price List API (``pricing``), so its answers come
-from botocore's Stubber, with GetProducts responses shaped like the real ones (each
-PriceList item is a JSON string)."""
+moto 5.2.5 does not implement the AWS Price List API (``pricing``). The pretend account
+answers GetProducts from a small price list (tests/moto_account.py); here botocore's Stubber
+answers instead, on the real client, to check each request's exact filters and to play what
+that list never says (a refusal, a $0 price, two prices), with GetProducts responses shaped
+like the real ones (each PriceList item is a JSON string)."""
 
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 from botocore.stub import Stubber
@@ -17,7 +18,7 @@ from desktop.commands import idle, operate
 from desktop.commands.aws import CLIENT_CONFIG
 from desktop.commands.cli import main
 from tests.moto_account import (  # noqa: F401
-    REGION, add_image, aws_env, backend, client, console, throttling_endpoint, write_stack,
+    REGION, add_image, aws_env, backend, client, console, price_item, throttling_endpoint, write_stack,
 )
 from tests.test_operate import Clock
 
@@ -70,32 +71,6 @@ def tags_of(instance_id: str) -> dict:
 
 
 # --- the Price List API, stubbed -----------------------------------------------------
-
-def price_item(attributes: dict, unit: str, usd: str, product_family: str) -> str:
-    """One PriceList entry as GetProducts returns it: a JSON document in a string."""
-    sku = "JRTCKXETXFAKESKU"
-    return json.dumps({
-        "product": {"productFamily": product_family, "attributes": attributes, "sku": sku},
-        "serviceCode": "AmazonEC2",
-        "terms": {
-            "OnDemand": {f"{sku}.JRTCKXETXF": {
-                "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
-                    "unit": unit, "endRange": "Inf", "description": f"${usd} per {unit}", "appliesTo": [],
-                    "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7", "beginRange": "0", "pricePerUnit": {"USD": usd}}},
-                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF",
-                "termAttributes": {}}},
-            "Reserved": {f"{sku}.4NA7Y494T4": {
-                "priceDimensions": {f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
-                    "unit": unit, "description": "reserved", "appliesTo": [], "beginRange": "0", "endRange": "Inf",
-                    "rateCode": f"{sku}.4NA7Y494T4.6YS6EN2CT7", "pricePerUnit": {"USD": "0.3310000000"}}},
-                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "4NA7Y494T4",
-                "termAttributes": {"LeaseContractLength": "1yr", "OfferingClass": "standard",
-                                   "PurchaseOption": "No Upfront"}}},
-        },
-        "version": "20261120000000",
-        "publicationDate": "2026-11-20T00:00:00Z",
-    })
-
 
 G4DN = {"instanceType": "g4dn.xlarge", "regionCode": REGION, "operatingSystem": "Linux", "tenancy": "Shared",
         "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required",

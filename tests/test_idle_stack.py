@@ -19,15 +19,15 @@ def instance_of(rendering):
 
 
 @pytest.mark.parametrize("minutes", ["0", "10", "30", "1440"])
-def test_the_idle_policy_is_a_tag_beside_the_name(run_main, minutes):
-    tags = instance_of(run_main(idleStopMinutes=minutes)).inputs["tags"]
+def test_the_idle_policy_is_a_tag_beside_the_name(rendered, minutes):
+    tags = instance_of(rendered(idleStopMinutes=minutes)).inputs["tags"]
     assert tags == {"Name": "test-deep-learning-ubuntu-desktop", "IdleStopMinutes": minutes, "IdleBlockedHours": "12",
                     "DeepLearningDesktop": "test--role-abc1234"}  # the cost tag (desktop/cost_tag.py)
 
 
 @pytest.mark.parametrize("hours", ["0", "1", "168"])
-def test_idle_blocked_hours_is_a_tag_too(run_main, hours):
-    assert instance_of(run_main(idleBlockedHours=hours)).inputs["tags"]["IdleBlockedHours"] == hours
+def test_idle_blocked_hours_is_a_tag_too(rendered, hours):
+    assert instance_of(rendered(idleBlockedHours=hours)).inputs["tags"]["IdleBlockedHours"] == hours
 
 
 def test_a_capacity_block_end_becomes_an_epoch_tag():
@@ -39,19 +39,19 @@ def test_a_capacity_block_end_becomes_an_epoch_tag():
     assert capacity_block_end_tag(None) == {}
 
 
-def test_the_default_policy_is_thirty_minutes(run_main):
-    assert instance_of(run_main()).inputs["tags"]["IdleStopMinutes"] == "30"
+def test_the_default_policy_is_thirty_minutes(rendered):
+    assert instance_of(rendered()).inputs["tags"]["IdleStopMinutes"] == "30"
 
 
-def test_the_agent_can_read_tags_through_imdsv2_and_a_poweroff_stops(run_main):
-    i = instance_of(run_main()).inputs
+def test_the_agent_can_read_tags_through_imdsv2_and_a_poweroff_stops(rendered):
+    i = instance_of(rendered()).inputs
     assert i["metadataOptions"]["instanceMetadataTags"] == "enabled"
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["instanceInitiatedShutdownBehavior"] == "stop"
 
 
-def test_pulumi_up_leaves_the_keep_awake_tag_alone(run_main):
-    ignored = instance_of(run_main()).ignore_changes
+def test_pulumi_up_leaves_the_keep_awake_tag_alone(rendered):
+    ignored = instance_of(rendered()).ignore_changes
     assert "tags.KeepAwakeUntil" in ignored and "tagsAll.KeepAwakeUntil" in ignored
     # Only that key: the policy tag and the name must still follow the config.
     assert "tags" not in ignored and "tags.IdleStopMinutes" not in ignored
@@ -60,8 +60,8 @@ def test_pulumi_up_leaves_the_keep_awake_tag_alone(run_main):
 @pytest.mark.parametrize("minutes, shown", [("0", "never stops itself"),
                                             ("1440", "stops itself after 1440 idle minutes"),
                                             ("30", "stops itself after 30 idle minutes")])
-def test_plan_shows_the_idle_policy(run_main, minutes, shown):
-    r = run_main(idleStopMinutes=minutes)
+def test_plan_shows_the_idle_policy(rendered, minutes, shown):
+    r = rendered(idleStopMinutes=minutes)
     lines = details(instance_of(r), {})
     assert any(shown in line for line in lines), lines
 
@@ -116,8 +116,8 @@ def test_a_stopped_desktop_still_refuses_a_subnet_change(run_main):
     assert [p.key for p in caught.value.problems] == ["subnetId"]
 
 
-def test_plan_names_the_keep_awake_tag_apart_from_what_keeps_the_desktop(run_main):
-    lines = details(instance_of(run_main()), {})
+def test_plan_names_the_keep_awake_tag_apart_from_what_keeps_the_desktop(rendered):
+    lines = details(instance_of(rendered()), {})
     assert "tags set outside Pulumi, which pulumi up leaves as they are: KeepAwakeUntil" in lines
     (kept,) = [ln for ln in lines if ln.startswith("changes ignored")]
     assert "KeepAwakeUntil" not in kept and "subnetId" in kept

@@ -235,9 +235,9 @@ OLD_NAMES = {
 }
 
 
-def test_every_child_has_an_alias_to_its_old_name_so_up_renames_in_place(run_main):
+def test_every_child_has_an_alias_to_its_old_name_so_up_renames_in_place(rendered):
     # sagemakerAccess full: the one mode with the old test-sagemaker attachment.
-    r = run_main(sagemakerAccess="full")
+    r = rendered(sagemakerAccess="full")
     (component,) = [reg for reg in r.registrations if reg.type == TYPE]
     children = [reg for reg in r.registrations if reg.parent == component.urn]
     # (New kinds of children have no old name to alias, but an alias to a name never used is harmless.)

@@ -148,11 +148,11 @@ def test_a_boot_waits_for_the_grant_and_reads_only_this_desktops_parameter(sandb
 
 # --- data where the desktop has it ------------------------------------------------------
 
-def test_a_job_in_the_desktops_group_reaches_its_efs_and_fsx(run_main):
+def test_a_job_in_the_desktops_group_reaches_its_efs_and_fsx(rendered):
     """A job started with the defaults carries the groups of their VpcConfig; the desktop's EFS
     mount target and FSx file system admit NFS and Lustre from that group itself (a group
     reference, so every instance carrying it, not one address)."""
-    r = run_main(fsxLustre="true")
+    r = rendered(fsxLustre="true")
     (parameter,) = [p for p in r.of_type("aws:ssm/parameter:Parameter") if p.name == "test--sagemaker-config"]
     defaults = yaml.safe_load(parameter.inputs["value"]["value"])
     job_groups = defaults["SageMaker"]["TrainingJob"]["VpcConfig"]["SecurityGroupIds"]

@@ -23,8 +23,8 @@ def root_volume_tags(rendering, instance_name="test--instance"):
     return rendering.named(instance_name).inputs["rootBlockDevice"]["tags"]
 
 
-def test_the_policy_targets_exactly_the_root_volume_tags(run_main):
-    r = run_main()
+def test_the_policy_targets_exactly_the_root_volume_tags(rendered):
+    r = rendered()
     (policy,) = r.of_type(POLICY)
     details = policy.inputs["policyDetails"]
     tags = root_volume_tags(r)
@@ -53,16 +53,16 @@ def test_two_desktops_in_one_account_target_different_volumes():
         assert volumes["bob--instance"].get(key) != value
 
 
-def test_the_tag_value_is_the_desktop_roles_unique_name(run_main):
-    r = run_main()
+def test_the_tag_value_is_the_desktop_roles_unique_name(rendered):
+    r = rendered()
     (value,) = root_volume_tags(r).values()
     assert value == r.named("test--role").state["name"]
     assert value == r.outputs["DesktopRole"].rsplit("/", 1)[1]
 
 
 @pytest.mark.parametrize("time, count", [("05:00", 7), ("23:30", 1), ("00:00", 1000)])
-def test_schedule_time_interval_and_retention(run_main, time, count):
-    r = run_main(snapshotTime=time, snapshotRetainCount=str(count))
+def test_schedule_time_interval_and_retention(rendered, time, count):
+    r = rendered(snapshotTime=time, snapshotRetainCount=str(count))
     (policy,) = r.of_type(POLICY)
     (schedule,) = policy.inputs["policyDetails"]["schedules"]
     assert schedule["createRule"] == {"interval": 24, "intervalUnit": "HOURS", "times": time}
@@ -71,9 +71,9 @@ def test_schedule_time_interval_and_retention(run_main, time, count):
     assert schedule["tagsToAdd"]["DesktopSnapshot"] == "daily"
 
 
-def test_daily_snapshots_record_the_architecture_of_the_instance_type(run_main):
-    x86 = run_main()
-    arm = run_main(instanceType="g5g.xlarge")
+def test_daily_snapshots_record_the_architecture_of_the_instance_type(rendered):
+    x86 = rendered()
+    arm = rendered(instanceType="g5g.xlarge")
     for r, arch in ((x86, "x86_64"), (arm, "arm64")):
         (policy,) = r.of_type(POLICY)
         (schedule,) = policy.inputs["policyDetails"]["schedules"]
@@ -85,8 +85,8 @@ def test_daily_snapshots_record_the_architecture_of_the_instance_type(run_main):
     ("aws-cn", "cn-north-1", "amazonaws.com.cn"),
     ("aws-us-gov", "us-gov-west-1", "amazonaws.com"),
 ])
-def test_dlm_role_trust_and_managed_policy_in_every_partition(run_main, partition, region, suffix):
-    r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
+def test_dlm_role_trust_and_managed_policy_in_every_partition(rendered, partition, region, suffix):
+    r = rendered(partition=partition, region=region)
     role = r.named("test--dlm-role")
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     # DLM's principal has no partition suffix, in China too.
@@ -102,8 +102,8 @@ def test_dlm_role_trust_and_managed_policy_in_every_partition(run_main, partitio
     assert r.named("test--dlm-snapshots").urn in policy.dependencies
 
 
-def test_no_policy_and_no_role_at_zero(run_main):
-    r = run_main(snapshotRetainCount="0")
+def test_no_policy_and_no_role_at_zero(rendered):
+    r = rendered(snapshotRetainCount="0")
     assert r.of_type(POLICY) == []
     assert [role.name for role in r.of_type(ROLE)] == ["test--role"]
     assert not [a for a in r.of_type(ATTACHMENT) if "DataLifecycle" in a.inputs["policyArn"]]
@@ -123,21 +123,21 @@ def test_the_policy_description_is_one_dlm_accepts(run_main):
 
 # --- EFS backups -------------------------------------------------------------------
 
-def test_a_created_efs_gets_aws_backup(run_main):
-    r = run_main()
+def test_a_created_efs_gets_aws_backup(rendered):
+    r = rendered()
     (efs,) = r.of_type(EFS)
     (backup,) = r.of_type(BACKUP)
     assert backup.inputs["fileSystemId"] == efs.id == r.outputs["EFSFileSystemId"]
     assert backup.inputs["backupPolicy"] == {"status": "ENABLED"}
 
 
-def test_no_efs_backup_when_off(run_main):
-    r = run_main(efsBackup="false")
+def test_no_efs_backup_when_off(rendered):
+    r = rendered(efsBackup="false")
     assert r.of_type(EFS) and r.of_type(BACKUP) == []
 
 
-def test_a_given_efs_is_left_to_its_owner(run_main):
-    r = run_main(efsFileSystemId="fs-0123456789abcdef0")
+def test_a_given_efs_is_left_to_its_owner(rendered):
+    r = rendered(efsFileSystemId="fs-0123456789abcdef0")
     # Neither a backup policy nor a file system or mount target of ours on someone's EFS.
     assert r.of_type(BACKUP) == [] and r.of_type(EFS) == []
     assert r.of_type("aws:efs/mountTarget:MountTarget") == []

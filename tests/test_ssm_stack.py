@@ -39,8 +39,8 @@ def password_of(rendering) -> str:
 
 # --- accessCidr ---------------------------------------------------------------
 
-def test_without_access_cidr_the_group_admits_no_address_only_its_members(run_main):
-    r = run_main(accessCidr=None)
+def test_without_access_cidr_the_group_admits_no_address_only_its_members(rendered):
+    r = rendered(accessCidr=None)
     sg_id = r.outputs["DesktopSecurityGroup"]
     desktop_rules = [rule.inputs for rule in r.of_type(INGRESS) if rule.inputs["securityGroupId"] == sg_id]
     assert desktop_rules == [{
@@ -51,8 +51,8 @@ def test_without_access_cidr_the_group_admits_no_address_only_its_members(run_ma
     assert parse({k: v for k, v in GOOD.items() if k != "accessCidr"}).warnings == []
 
 
-def test_with_access_cidr_ssh_and_dcv_stay_open_to_it(run_main):
-    r = run_main()
+def test_with_access_cidr_ssh_and_dcv_stay_open_to_it(rendered):
+    r = rendered()
     opened = sorted((rule.inputs["ipProtocol"], rule.inputs["fromPort"]) for rule in r.of_type(INGRESS)
                     if rule.inputs.get("cidrIpv4") == GOOD["accessCidr"])
     assert opened == [("tcp", 22), ("tcp", 8443), ("udp", 8443)]
@@ -65,8 +65,8 @@ def test_with_access_cidr_ssh_and_dcv_stay_open_to_it(run_main):
     ("aws-cn", "cn-north-1", "arn:aws-cn:iam::aws:policy/AmazonSSMManagedInstanceCore"),
     ("aws-us-gov", "us-gov-west-1", "arn:aws-us-gov:iam::aws:policy/AmazonSSMManagedInstanceCore"),
 ])
-def test_every_desktop_role_gets_session_manager_in_its_partition(run_main, partition, region, arn):
-    r = run_main(mocks=offline.AccountMocks(partition=partition, region=region), region=region)
+def test_every_desktop_role_gets_session_manager_in_its_partition(rendered, partition, region, arn):
+    r = rendered(partition=partition, region=region)
     attachment = r.named("test--ssm-core")
     assert attachment.inputs["policyArn"] == arn
     assert attachment.inputs["role"] == r.named("test--role").state["name"]
@@ -74,8 +74,8 @@ def test_every_desktop_role_gets_session_manager_in_its_partition(run_main, part
 
 # --- keyName ------------------------------------------------------------------
 
-def test_without_key_name_the_instance_has_no_key_pair_and_the_shell_is_session_manager(run_main):
-    r = run_main(keyName=None)
+def test_without_key_name_the_instance_has_no_key_pair_and_the_shell_is_session_manager(rendered):
+    r = rendered(keyName=None)
     instance = instance_of(r)
     assert instance.inputs.get("keyName") is None
     assert "keyName" in instance.ignore_changes  # still kept: adding one later would replace it
@@ -84,8 +84,8 @@ def test_without_key_name_the_instance_has_no_key_pair_and_the_shell_is_session_
         f"`aws ssm start-session --target {instance.id} --region us-west-2`")
 
 
-def test_a_key_without_an_open_port_goes_through_session_manager(run_main):
-    r = run_main(accessCidr=None)
+def test_a_key_without_an_open_port_goes_through_session_manager(rendered):
+    r = rendered(accessCidr=None)
     command = r.outputs["SshCommand"]
     assert command.startswith(f"ssh -i ~/.ssh/{GOOD['keyName']}.pem -o ProxyCommand='aws ssm start-session")
     assert "--document-name AWS-StartSSHSession" in command and "--region us-west-2" in command
@@ -127,8 +127,8 @@ def test_dropping_the_key_pair_keeps_the_desktop_and_says_the_key_stays(run_main
 
 # --- the DCV password -----------------------------------------------------------
 
-def test_the_password_is_a_secure_string_of_this_desktop(run_main):
-    r = run_main()
+def test_the_password_is_a_secure_string_of_this_desktop(rendered):
+    r = rendered()
     (parameter,) = [p for p in r.of_type(PARAMETER) if p.name.endswith("-dcv-password-parameter")]
     assert parameter.inputs["type"] == "SecureString"
     assert "keyId" not in parameter.inputs  # the AWS managed key aws/ssm
@@ -140,8 +140,8 @@ def test_the_password_is_a_secure_string_of_this_desktop(run_main):
     assert generated.inputs["length"] >= 20 and ":" not in generated.inputs["overrideSpecial"]
 
 
-def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(run_main):
-    r = run_main()
+def test_only_this_desktops_role_may_read_the_parameter_and_exactly_it(rendered):
+    r = rendered()
     arn = f"arn:aws:ssm:us-west-2:123456789012:parameter{PARAMETER_NAME}"
     assert r.named("test--dcv-password-parameter").state["arn"] == arn
     grant = r.named("test--dcv-password-read")
@@ -188,8 +188,8 @@ def denies_decrypt(statement: dict, parameter_arn) -> bool:
     return True
 
 
-def test_the_grant_follows_the_partition(run_main):
-    r = run_main(mocks=offline.AccountMocks(partition="aws-cn", region="cn-north-1"), region="cn-north-1")
+def test_the_grant_follows_the_partition(rendered):
+    r = rendered(partition="aws-cn", region="cn-north-1")
     allow, deny = json.loads(r.named("test--dcv-password-read").inputs["policy"])["Statement"]
     own = f"arn:aws-cn:ssm:cn-north-1:123456789012:parameter{PARAMETER_NAME}"
     assert allow["Resource"] == own
@@ -211,16 +211,16 @@ def test_two_desktops_get_two_parameters_and_two_grants():
     assert len(resources) == 2
 
 
-def test_dcv_user_and_password_outputs_the_password_a_secret(run_main):
-    r = run_main()
+def test_dcv_user_and_password_outputs_the_password_a_secret(rendered):
+    r = rendered()
     assert r.outputs["DcvUser"] == "ubuntu"
     assert r.outputs["DcvPassword"] == password_of(r)
     assert "DcvPassword" in r.secret_outputs
     assert "DcvUser" not in r.secret_outputs and "SshCommand" not in r.secret_outputs
 
 
-def test_the_boot_gets_the_parameter_name_never_the_password(run_main):
-    r = run_main()
+def test_the_boot_gets_the_parameter_name_never_the_password(rendered):
+    r = rendered()
     user_data = cloud_init.decode(instance_of(r).inputs["userDataBase64"])
     _, script = cloud_init.split_parts(user_data)
     assert f"DCV_PASSWORD_PARAMETER={PARAMETER_NAME}\n" in script
@@ -276,8 +276,8 @@ def test_plan_says_which_range_the_ports_are_open_to(project, capsys):
     assert "Access: SSH (22) and DCV (8443) open from 198.51.100.0/24" in capsys.readouterr().out
 
 
-def test_the_documented_rotation_command_names_the_password_resource(run_main):
+def test_the_documented_rotation_command_names_the_password_resource(rendered):
     page = (ROOT / "docs" / "connect.md").read_text()
     (template,) = re.findall(r"pulumi up --replace '(urn:[^']+)'", page)
-    (generated,) = run_main().of_type(RANDOM_PASSWORD)
+    (generated,) = rendered().of_type(RANDOM_PASSWORD)
     assert template.replace("<stack>", "test") == generated.urn
