@@ -283,12 +283,20 @@ FILES = {
         "tests/test_boot_fsx_efa.py",
         "tests/test_boot_script.py",
         "tests/test_boot_sturdy.py",
+        "tests/test_boot_hardening.py",
+        # Only its boots: its other tests run the SageMaker SDK (seconds), which reads no
+        # line of the boot and would otherwise run for every mutant.
+        "tests/test_sagemaker_config.py::test_the_boot_writes_the_stacks_file_rewrites_it_and_leaves_a_persons_own_alone",
+        "tests/test_sagemaker_config.py::test_a_boot_that_cannot_read_the_defaults_keeps_the_previous_file_and_says_so",
+        "tests/test_sagemaker_config.py::test_a_boot_waits_for_the_grant_and_reads_only_this_desktops_parameter",
     ), bash_mutants, bash_parses, bash_functions),
     # The agent's own tests (its sandbox), and those that boot it in or read it.
     "agent": Target("cloud_init/idle_agent.py", (
         "tests/test_idle_agent.py",
         "tests/test_boot_files.py",
         "tests/test_idle_boot.py",
+        # The duration grammar, which the laptop's commands import from the agent.
+        "tests/test_durations.py",
     ), python_mutants, python_parses, python_functions),
 }
 
