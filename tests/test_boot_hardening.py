@@ -309,3 +309,15 @@ def test_boot_files_with_a_hard_link_a_directory_or_too_much_data_are_refused(sa
     assert not [c for c in boot.named("tar") if "-xzf" in c], "refused before extracting"
     assert any("idle agent not updated" in line and "refused" in line for line in box.console_lines())
     assert READY in box.console_lines()
+
+
+def test_a_file_with_its_own_mode_gets_it_back_at_every_boot(sandbox):
+    """The agent runs as root each minute: made writable by anyone (a careless chmod, or
+    another tool), it is written back with its own mode at the next boot, not the mode
+    the old file had."""
+    box = sandbox()
+    assert box.boot().returncode == 0
+    agent = box.path(AGENT)
+    agent.chmod(0o777)
+    assert box.boot().returncode == 0
+    assert agent.stat().st_mode & 0o7777 == 0o755
