@@ -12,6 +12,7 @@ import base64
 import gzip
 import hashlib
 import io
+import re
 import shutil
 import tarfile
 
@@ -321,3 +322,19 @@ def test_a_file_with_its_own_mode_gets_it_back_at_every_boot(sandbox):
     agent.chmod(0o777)
     assert box.boot().returncode == 0
     assert agent.stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize("step", ["tee", "chmod", "mv"])
+def test_a_failed_write_in_ubuntus_home_leaves_the_old_file_and_no_temporary_one(sandbox, step):
+    box = sandbox()
+    assert box.boot().returncode == 0
+    before = box.read("/home/ubuntu/.bashrc")
+    box.env["STUB_FAILS"] = f"runuser:{step}:99"  # every such step, as ubuntu, fails (a full home, say)
+    boot = box.boot()
+    assert boot.returncode == 0 and READY in box.console_lines()
+    assert box.read("/home/ubuntu/.bashrc") == before
+    assert "deep-learning-desktop: not written: /home/ubuntu/.bashrc (disk full?); the old file stays" \
+        in box.console_lines()
+    home = box.path("/home/ubuntu")
+    leftovers = [p.name for p in home.rglob("*") if re.fullmatch(r"(\.bashrc|config)\.\w{6}", p.name)]
+    assert leftovers == []
