@@ -554,3 +554,13 @@ def test_a_capacity_block_holds_the_desktop_until_10_minutes_before_ec2_terminat
     assert box.log_lines()[-1].endswith(f" | in a Capacity Block until {iso(end)}: no stop before 40 minutes ahead of its end")
     assert run_until_poweroff(box, limit=10, step=300) == end - 1800 - 600
     assert box.console_lines()[-1] == "deep-learning-desktop: stopping after 105 idle minutes"
+
+
+def test_the_capacity_blocks_stop_window_opens_40_minutes_before_its_end_not_a_second_sooner(desktop, imds):
+    box = desktop()
+    box.minute()
+    # A run falls 40 minutes and 1 second before the end: still held; the next one stops.
+    before = box.t + 20 * 300
+    end = before + 2400 + 1
+    imds.tags["CapacityBlockEnd"] = str(end)
+    assert run_until_poweroff(box, limit=30, step=300) == before + 300
