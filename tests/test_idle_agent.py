@@ -556,6 +556,18 @@ def test_a_capacity_block_holds_the_desktop_until_10_minutes_before_ec2_terminat
     assert box.console_lines()[-1] == "deep-learning-desktop: stopping after 105 idle minutes"
 
 
+def test_runs_more_than_5_minutes_apart_never_add_up_to_an_idle_streak(desktop):
+    """A gap longer than 5 minutes (a stalled timer, a suspended machine) is time nobody
+    watched: each run starts the idle count afresh, so it never stops on a guess."""
+    box = desktop()
+    box.minute()
+    assert run_until_poweroff(box, limit=12, step=301) is None
+    # 5 minutes apart is watched: the same quiet desktop stops 10 minutes after the last
+    # run that began a count.
+    start = box.t
+    assert run_until_poweroff(box, limit=12, step=300) == start + 600
+
+
 def test_the_capacity_blocks_stop_window_opens_40_minutes_before_its_end_not_a_second_sooner(desktop, imds):
     box = desktop()
     box.minute()
