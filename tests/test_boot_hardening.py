@@ -338,3 +338,23 @@ def test_a_failed_write_in_ubuntus_home_leaves_the_old_file_and_no_temporary_one
     home = box.path("/home/ubuntu")
     leftovers = [p.name for p in home.rglob("*") if re.fullmatch(r"(\.bashrc|config)\.\w{6}", p.name)]
     assert leftovers == []
+
+
+def test_an_fstab_that_would_lose_its_root_line_is_never_written(sandbox):
+    """Whatever goes wrong in making the new fstab (here an awk that drops the root file
+    system's line, as a bug in the filter would), the check before the rename refuses it:
+    a machine whose fstab lost its root line does not boot."""
+    box = sandbox()
+    assert box.boot().returncode == 0
+    fstab = box.read("/etc/fstab")
+    awk = box.bin / "awk"
+    awk.write_text("#!/bin/bash\n"
+                   "# fstab_without's filter (it reads MARK) loses the root line; any other awk is awk.\n"
+                   "if [[ \"$*\" == *MARK* ]]; then /usr/bin/awk \"$@\" | /usr/bin/grep -v cloudimg-rootfs; exit 0; fi\n"
+                   "exec /usr/bin/awk \"$@\"\n")
+    awk.chmod(0o755)
+    boot = box.boot(efs_mount_path="/home/ubuntu/data")  # a new EFS line: fstab must change
+    assert boot.returncode == 0 and READY in box.console_lines()
+    assert box.read("/etc/fstab") == fstab
+    assert any(line.startswith("deep-learning-desktop: not written: ") and "/etc/fstab" in line
+               for line in box.console_lines())
