@@ -361,6 +361,7 @@ class Desktop:
         # Since boot: 2 cores busy on average and 5 GB received: only differences tell a quiet minute.
         self.busy_ticks, self.all_ticks, self.rx = 4_000_000, 8_000_000, 5_000_000_000
         self.iowait_ticks, self.tx, self.sectors = 300_000, 2_000_000_000, 90_000_000
+        self.steal_ticks = 0  # time the hypervisor gave another machine (a noisy neighbour)
         self.boot_id = "6c2f1a8e-0000-4000-8000-000000000001"
         if policy is not None:
             self.imds.tags["IdleStopMinutes"] = policy
@@ -413,10 +414,10 @@ class Desktop:
             rc.write_text(str(code))
 
     def _write_counters(self) -> None:
-        idle = self.all_ticks - self.busy_ticks - self.iowait_ticks
-        per = [v // self.cpus for v in (self.busy_ticks, idle, self.iowait_ticks)]
-        lines = [f"cpu  {self.busy_ticks} 0 0 {idle} {self.iowait_ticks} 0 0 0 0 0"]
-        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} {per[2]} 0 0 0 0 0" for i in range(self.cpus)]
+        idle = self.all_ticks - self.busy_ticks - self.iowait_ticks - self.steal_ticks
+        per = [v // self.cpus for v in (self.busy_ticks, idle, self.iowait_ticks, self.steal_ticks)]
+        lines = [f"cpu  {self.busy_ticks} 0 0 {idle} {self.iowait_ticks} 0 0 {self.steal_ticks} 0 0"]
+        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} {per[2]} 0 0 {per[3]} 0 0" for i in range(self.cpus)]
         lines += ["intr 123456 0 0", "ctxt 987654", "btime 1796000000", "processes 4242"]
         self._write("proc/stat", "\n".join(lines) + "\n")
         self._write("proc/net/dev",
@@ -426,10 +427,12 @@ class Desktop:
                     f"  ens5: {self.rx} 200 0 0 0 0 0 0 {self.tx} 300 0 0 0 0 0 0\n")
         # Reads and writes share the sectors; the partition and the loop device move 9 times
         # as much: only the whole disk may count.
+        # Reads and writes completed grow with the sectors, as the kernel's do (8 a request).
         half = self.sectors // 2
+        reads, writes = 100 + half // 8, 200 + (self.sectors - half) // 8
         self._write("proc/diskstats",
                     f"   7       0 loop0 5 0 {9 * half} 1 0 0 {9 * half} 0 0 0 0 0 0 0 0 0 0\n"
-                    f" 259       0 nvme0n1 100 0 {half} 50 200 0 {self.sectors - half} 80 0 90 130 0 0 0 0 0 0\n"
+                    f" 259       0 nvme0n1 {reads} 0 {half} 50 {writes} 0 {self.sectors - half} 80 0 90 130 0 0 0 0 0 0\n"
                     f" 259       1 nvme0n1p1 90 0 {9 * half} 40 190 0 {9 * half} 70 0 80 110 0 0 0 0 0 0\n")
         self._write("proc/uptime", f"{self.up:.2f} {self.up * 3:.2f}\n")
         self._write("proc/sys/kernel/random/boot_id", self.boot_id + "\n")
@@ -439,7 +442,7 @@ class Desktop:
         self.t += after_seconds
         self.up = 0.0
         self.busy_ticks, self.all_ticks, self.rx = 0, 0, 0
-        self.iowait_ticks, self.tx, self.sectors = 0, 0, 0
+        self.iowait_ticks, self.tx, self.sectors, self.steal_ticks = 0, 0, 0, 0
         self.boot_id = self.boot_id[:-4] + f"{int(self.boot_id[-4:]) + 1:04d}"
         self._write_counters()
 
@@ -479,15 +482,17 @@ class Desktop:
         return done
 
     def advance(self, seconds: int = 60, *, cores: float = 0.0, mbit: float = 0.0, tx: float = 0.0,
-                iowait: float = 0.0, disk_mb: float = 0.0) -> None:
+                iowait: float = 0.0, disk_mb: float = 0.0, steal: float = 0.0) -> None:
         """Let time pass with this activity, without running the agent: CPU cores busy, Mbit/s
-        received (`mbit`) and sent (`tx`), cores waiting for I/O, MB/s read and written."""
+        received (`mbit`) and sent (`tx`), cores waiting for I/O, MB/s read and written, cores
+        the hypervisor gave to another machine (`steal`)."""
         self.t += seconds
         self.up += seconds
         ticks = int(self.cpus * HZ * seconds)
         self.all_ticks += ticks
         self.busy_ticks += int(cores * HZ * seconds)
         self.iowait_ticks += int(iowait * HZ * seconds)
+        self.steal_ticks += int(steal * HZ * seconds)
         self.rx += int(mbit * 1e6 / 8 * seconds)
         self.tx += int(tx * 1e6 / 8 * seconds)
         self.sectors += int(disk_mb * 1e6 / 512 * seconds)
