@@ -304,8 +304,10 @@ def test_china_partition_builds_every_arn_from_the_partition(rendered):
     assert "fs-" in user_data_of(r) and "amazonaws.com.cn" in user_data_of(r)
 
 
-def test_every_child_is_parented_to_the_component(rendered):
-    r = rendered()
+# Every kind of child: the default desktop's, and those fsxLustre and efa add.
+@pytest.mark.parametrize("keys", [{}, {"fsxLustre": "true", "efa": "true", "instanceType": "g5.48xlarge"}])
+def test_every_child_is_parented_to_the_component(rendered, keys):
+    r = rendered(**keys)
     (component,) = [reg for reg in r.registrations if reg.type == TYPE]
     children = [reg for reg in r.registrations if reg is not component]
     assert len(children) >= 17
