@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+import pulumi
 import pytest
+from google.protobuf import empty_pb2
 from parliament import analyze_policy_string
 
 import cloud_init
@@ -304,8 +306,10 @@ def test_china_partition_builds_every_arn_from_the_partition(rendered):
     assert "fs-" in user_data_of(r) and "amazonaws.com.cn" in user_data_of(r)
 
 
-def test_every_child_is_parented_to_the_component(rendered):
-    r = rendered()
+# Every kind of child: the default desktop's, and those fsxLustre and efa add.
+@pytest.mark.parametrize("keys", [{}, {"fsxLustre": "true", "efa": "true", "instanceType": "g5.48xlarge"}])
+def test_every_child_is_parented_to_the_component(rendered, keys):
+    r = rendered(**keys)
     (component,) = [reg for reg in r.registrations if reg.type == TYPE]
     children = [reg for reg in r.registrations if reg is not component]
     assert len(children) >= 17
@@ -339,3 +343,22 @@ def test_two_desktops_in_one_program_do_not_clash():
     instances = {reg.name: reg.inputs for reg in r.of_type(INSTANCE)}
     assert instances["alice--instance"]["keyName"] == "alice"
     assert instances["bob--instance"]["instanceType"] == "g5g.2xlarge"
+
+
+def test_the_component_registers_its_outputs_in_the_state(run_main, monkeypatch):
+    # What `pulumi stack export` and the console show under the component (Pulumi's mock
+    # monitor drops them: recorded here).
+    registered = {}
+
+    def record(monitor, request):
+        registered[request.urn] = pulumi.runtime.rpc.deserialize_properties(request.outputs)
+        return empty_pb2.Empty()
+
+    monkeypatch.setattr(offline.RecordingMonitor, "RegisterResourceOutputs", record, raising=False)
+    r = run_main()
+    (component,) = [reg for reg in r.registrations if reg.type == TYPE]
+    (instance,) = r.of_type(INSTANCE)
+    outputs = registered[component.urn]
+    assert set(outputs) == {"instance_id", "role_arn", "security_group_id", "efs_file_system_id", "dcv_url"}
+    assert outputs["instance_id"] == instance.id and outputs["dcv_url"] == r.outputs["DcvUrl"]
+    assert outputs["role_arn"] == r.named("test--role").state["arn"]

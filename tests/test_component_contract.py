@@ -38,6 +38,24 @@ def test_descriptions_and_tags_of_the_security_groups_and_the_role(rendered):
     assert r.named("test--efs-nfs").inputs["description"] == "NFS from the desktop"
     role = r.named("test--role").inputs
     assert role["description"] == "Deep learning desktop: SageMaker, its S3 bucket, the DCV license, Session Manager"
+    # The children of fsxLustre and efa, as the console lists them.
+    heavy = rendered(fsxLustre="true", efa="true", instanceType="g5.48xlarge")
+    fsx_group = heavy.named("test--fsx-sg").inputs
+    assert fsx_group["description"] == "FSx for Lustre: Lustre from the deep learning desktop and between the file servers"
+    assert fsx_group["tags"] == {"Name": "test-fsx"}
+    efa = heavy.named("test--efa").inputs
+    assert (efa["description"], efa["tags"]) == ("Deep learning desktop: EFA primary interface", {"Name": "test"})
+
+
+def test_every_iam_document_has_the_policy_language_version_iam_takes(rendered):
+    # IAM refuses a document whose Version is neither "2012-10-17" nor the older "2008-10-17"
+    # (which has no policy variables): `pulumi up` would fail at the role.
+    r = rendered(fsxLustre="true", efa="true", instanceType="g5.48xlarge")
+    documents = {(reg.name, key): json.loads(reg.inputs[key]) for reg in r.registrations
+                 for key in ("assumeRolePolicy", "policy") if key in reg.inputs and reg.type.startswith("aws:iam/")}
+    assert len(documents) == 9  # two trust policies, seven inline ones
+    assert {name: document["Version"] for name, document in documents.items()} == \
+        {name: "2012-10-17" for name in documents}
 
 
 def test_the_iam_documents_exactly(rendered):

@@ -287,3 +287,16 @@ def test_a_budget_with_both_keys_and_no_budget_by_default():
     args = parse({**GOOD, "budgetMonthlyUsd": "200", "budgetEmail": "me@example.com"}).args
     assert (args.budget_monthly_usd, args.budget_email) == (200, "me@example.com")
     assert parse(GOOD).args.budget_monthly_usd == 0 and parse(GOOD).args.budget_email is None
+
+
+def test_a_budget_email_may_have_254_characters_and_no_more():
+    # RFC 5321's path is 256 octets with its <>: 254 for the address. With budgetMonthlyUsd
+    # set, so that the length alone decides.
+    domain = "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+    longest, over = "a" * 64 + "@" + domain, "a" * 64 + "@d" + domain
+    assert (len(longest), len(over)) == (254, 255)
+    assert parse({**GOOD, "budgetMonthlyUsd": "200", "budgetEmail": longest}).args.budget_email == longest
+    with pytest.raises(ConfigError) as caught:
+        parse({**GOOD, "budgetMonthlyUsd": "200", "budgetEmail": over})
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.value) == ("budgetEmail", over) and "one e-mail address" in problem.expected

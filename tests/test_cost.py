@@ -139,6 +139,9 @@ def test_an_on_demand_desktop_moved_into_a_block_still_stops_at_the_preview(run_
     with pytest.raises(ConfigError) as caught:
         run_main(mocks=mocks, capacityReservationId=RESERVATION, instanceType="p5.48xlarge")
     assert [p.key for p in caught.value.problems] == ["capacityReservationId"]
+    # The provider reads an on-demand instance's lifecycle back as "": on demand, not a blank.
+    assert "it runs on demand or in an On-Demand Capacity Reservation, and moving into a Capacity Block" \
+        in caught.value.problems[0].expected
 
 
 # --- the budget and its tag ---------------------------------------------------------

@@ -112,8 +112,11 @@ def test_adding_a_key_pair_to_a_desktop_created_without_one_stops_at_the_preview
         run_main(mocks=_Deployed(""))
     (problem,) = caught.value.problems
     assert (problem.key, problem.value) == ("keyName", GOOD["keyName"])
-    assert "no key pair, as the desktop was created" in problem.expected
-    assert "python -m desktop shell" in problem.expected and "pulumi destroy --target" in problem.expected
+    assert problem.expected.startswith(
+        "no key pair, as the desktop was created: adding one needs a new instance, and the root volume with your "
+        "work would go with the old one. Unset keyName and open a shell through Session Manager "
+        "(`python -m desktop shell`), or ")
+    assert "pulumi destroy --target" in problem.expected
 
 
 def test_dropping_the_key_pair_keeps_the_desktop_and_says_the_key_stays(run_main):

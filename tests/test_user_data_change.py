@@ -139,6 +139,9 @@ def test_restart_cause_names_every_difference():
     assert restart_cause(base64.b64encode(b"#!/bin/sh\necho other\n").decode(), gzip_of(new)) == \
         "the user data changed"
     assert restart_cause("not base64!", gzip_of(new)) == "the user data changed"
+    # Same parts, another MIME envelope (a part's file name): still named, in general words.
+    renamed = old.replace('filename="cloud-config.yaml"', 'filename="cloud-config.yml"')
+    assert renamed != old and restart_cause(gzip_of(old), gzip_of(renamed)) == "the user data changed"
 
 
 class _Moved(offline.AccountMocks):
