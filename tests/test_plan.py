@@ -48,6 +48,9 @@ def test_plan_of_the_dev_stack_lists_every_resource_and_output(capsys):
         assert f"  {key} " in out
     assert "ingress tcp port 22 from 203.0.113.7/32 (SSH) in dev--sg" in out
     assert "ingress tcp port 8443 from 203.0.113.7/32 (DCV) in dev--sg" in out
+    assert "ingress all traffic from the group itself (All traffic within the group" in out
+    # The DCV password's parameter: its name (where the boot reads it), never its value.
+    assert re.search(r"\n[│ ]+SecureString /deep-learning-desktop/[^\n]+/dcv-password, value \[secret\]\n", out)
     assert "kept on destroy" in out and "IMDS tokens required" in out
     mount_target = out[out.index("dev--efs-mount-target  ("):out.index("dev--role  (")]
     assert "deletes it before creating the new one" in mount_target
@@ -74,7 +77,7 @@ def test_plan_shows_the_programs_warnings(project, capsys):
     write_stack(project, accessCidr="0.0.0.0/0")
     assert main(["plan", "--stack", "t"]) == 0
     out = capsys.readouterr().out
-    assert "! accessCidr is 0.0.0.0/0" in out
+    assert "\nWarnings:\n  ! accessCidr is 0.0.0.0/0" in out
 
 
 def test_bad_config_exits_2_naming_each_key(project, capsys):
@@ -102,6 +105,7 @@ def test_out_writes_user_data_that_parses_back(tmp_path, capsys):
     (efs,) = [r for r in plan["resources"] if r["type"] == "aws:efs/fileSystem:FileSystem"]
     assert efs["retainOnDelete"] is True
     assert set(plan["outputs"]) >= {"DesktopInstanceId", "DesktopRole", "DesktopSecurityGroup", "EFSFileSystemId"}
+    assert plan["warnings"] == []
 
 
 def test_plan_command_runs_as_a_person_runs_it():
