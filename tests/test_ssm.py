@@ -172,6 +172,9 @@ def test_shell_starts_a_plain_session(instance, plugin, session_manager, capsys,
     session_manager.expect({"Target": instance})
     code, out, err = run(capsys, "shell", "--instance-id", instance)
     assert code == 0, err
+    # Said before the session takes the terminal: how to become the desktop's user, how to leave.
+    assert out.splitlines()[0] == (f"Shell on {instance} through Session Manager (`sudo -iu ubuntu` for the "
+                                   "desktop's user); `exit` ends it.")
     [call] = plugin()
     assert call["argv"] == ["AWS_SSM_START_SESSION_RESPONSE", REGION, "StartSession", "",
                             json.dumps({"Target": instance}), aws_env]
