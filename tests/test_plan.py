@@ -80,6 +80,16 @@ def test_plan_shows_the_programs_warnings(project, capsys):
     assert "\nWarnings:\n  ! accessCidr is 0.0.0.0/0" in out
 
 
+def test_plan_of_a_stack_in_another_project_dir(tmp_path, capsys):
+    # Only --project-dir holds the stack: every part of the plan reads it from there.
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    write_stack(tmp_path, "elsewhere")
+    assert main(["plan", "--stack", "elsewhere", "--project-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "While stopped it still costs" in out and "After `pulumi destroy`" in out
+
+
 def test_bad_config_exits_2_naming_each_key(project, capsys):
     write_stack(project, ebsVolumeSize="50", s3Bucket="")
     assert main(["plan", "--stack", "t"]) == 2
