@@ -84,10 +84,12 @@ def test_plan_of_a_stack_in_another_project_dir(tmp_path, capsys):
     # Only --project-dir holds the stack: every part of the plan reads it from there.
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
-    write_stack(tmp_path, "elsewhere")
-    assert main(["plan", "--stack", "elsewhere", "--project-dir", str(tmp_path)]) == 0
+    write_stack(tmp_path, "elsewhere", fsxLustre="true")
+    assert main(["plan", "--stack", "elsewhere", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "While stopped it still costs" in out and "After `pulumi destroy`" in out
+    # What the boot mounts is only known after deploy: the plan says so rather than make up a name.
+    assert "\nFSX_DNS_NAME='<FSx DNS name, known after deploy>'\n" in (tmp_path / "out" / "boot-script.sh").read_text()
 
 
 def test_bad_config_exits_2_naming_each_key(project, capsys):
