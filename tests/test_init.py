@@ -242,6 +242,14 @@ def _raised(function, *args):
     return None
 
 
+def test_init_help_names_the_stack_as_its_file_does(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["init", "--help"])
+    assert exit_.value.code == 0
+    # "NAME" in the option is the NAME of the file it writes.
+    assert "--stack NAME" in capsys.readouterr().out.replace("\n", " ")
+
+
 def test_an_ip_service_answering_nonsense_points_to_no_ip(account, checkip, tmp_path, capsys):
     checkip.body = "<html>captive portal</html>"
     result = run(capsys, tmp_path, "--stack", "alice", "--bucket", "my-dl-bucket")
