@@ -92,6 +92,15 @@ def test_plan_of_a_stack_in_another_project_dir(tmp_path, capsys):
     assert "\nFSX_DNS_NAME='<FSx DNS name, known after deploy>'\n" in (tmp_path / "out" / "boot-script.sh").read_text()
 
 
+def test_plan_help_names_the_files_out_writes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse would break "boot-script.sh" at its hyphen
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--help"])
+    assert exit_.value.code == 0
+    assert "also write user-data.mime, cloud-config.yaml, boot-script.sh and plan.json to DIR" in \
+        capsys.readouterr().out
+
+
 def test_bad_config_exits_2_naming_each_key(project, capsys):
     write_stack(project, ebsVolumeSize="50", s3Bucket="")
     assert main(["plan", "--stack", "t"]) == 2
