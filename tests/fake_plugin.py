@@ -23,7 +23,7 @@ import json, os, sys
 if sys.argv[1:] == ["--version"]:
     print(os.environ.get("FAKE_PLUGIN_VERSION", "1.2.707.0"))
     sys.exit(0)
-names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 call = {{"argv": sys.argv[1:], "response": os.environ.get(sys.argv[1]),
          "env": {{name: os.environ.get(name) for name in names}}}}
 with open({str(record)!r}, "a") as out:

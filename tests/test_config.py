@@ -222,6 +222,14 @@ def test_a_stack_with_only_the_required_keys_gets_the_project_defaults(tmp_path)
     assert stack.parse().args.ebs_volume_size == 300 and stack.region == "eu-west-1"
 
 
+def test_a_project_file_that_is_no_mapping_gives_no_defaults_and_no_traceback(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("- a list, not a project\n")
+    (tmp_path / "Pulumi.min.yaml").write_text(yaml.safe_dump({"config": {
+        f"{config.PROJECT}:{key}": value for key, value in GOOD.items()}}))
+    stack = stack_file.read_stack("min", tmp_path)
+    assert set(stack.raw) == set(GOOD) and stack.raw["s3Bucket"] == GOOD["s3Bucket"]
+
+
 def test_dev_stack_file_is_valid_and_read_like_the_program_reads_it():
     # What the file says, read back as Pulumi reads it (the YAML itself, namespaced keys),
     # must be what the commands' reader gives, key by key; the rest are the code's defaults.

@@ -147,6 +147,8 @@ def test_an_on_demand_reservation_is_targeted_without_a_market_type(rendered):
     assert "instanceMarketOptions" not in i
     assert i["rootBlockDevice"]["deleteOnTermination"] is True
     assert [inv.args["id"] for inv in r.invocations if inv.token == GET_CAPACITY_BLOCK] == [RESERVATION]
+    assert (f"capacity reservation {RESERVATION}, as an On-Demand Capacity Reservation (no Capacity Block of that "
+            "id was found; offline none is known, `pulumi up` asks EC2)") in "\n".join(tree_lines(r))
 
 
 def test_a_capacity_block_uses_the_capacity_block_market_and_keeps_the_root_volume(run_main):
@@ -218,6 +220,9 @@ def test_efa_is_the_primary_interface_in_the_subnet_and_the_desktop_group(render
     supported = [inv.args["instanceType"] for inv in r.invocations
                  if inv.token == "aws:ec2/getInstanceType:getInstanceType"]
     assert "g5.48xlarge" in supported
+    plan = "\n".join(tree_lines(r))
+    assert "interface type efa, subnet subnet-0123456789abcdef0, security groups ['test--sg']" in plan
+    assert "Elastic IP of test--efa, the desktop's public address" in plan
 
 
 def test_efa_without_a_public_ip_has_no_elastic_ip(rendered):

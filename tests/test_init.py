@@ -4,15 +4,18 @@ HTTP server on 127.0.0.1 (``DESKTOP_CHECKIP_URL``)."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from desktop.commands import init
 from desktop.commands.cli import main
+from desktop.commands.errors import CommandError
 from desktop.commands.stack_file import read_stack
-from tests.moto_account import REGION, aws_env, client  # noqa: F401
+from tests.moto_account import REGION, as_iam_user, aws_env, client  # noqa: F401
 
 MY_IP = "198.51.100.23"
 
@@ -100,7 +103,9 @@ def test_init_writes_the_stack_from_the_account(account, checkip, tmp_path, caps
     }
     assert checkip.requests == 1
     assert "account 123456789012" in result.out.splitlines()[0]
-    for command in ("pulumi stack init alice", "pulumi up --stack alice", " -m desktop wait --stack alice",
+    assert "  keyName     none: open a shell with `python -m desktop shell`" in result.out.splitlines()
+    for command in ("pulumi stack init alice", " -m desktop preflight --stack alice", "pulumi up --stack alice",
+                    " -m desktop wait --stack alice",
                     " -m desktop connect --stack alice",
                     "pulumi stack output DcvPassword --show-secrets --stack alice"):
         assert command in result.out
@@ -197,6 +202,52 @@ def test_what_does_not_exist_is_one_line_and_no_file(argv, message, account, che
     assert result.code == 2
     assert result.err.startswith(f"error: {message}") and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "Pulumi.alice.yaml").exists()
+
+
+def test_a_bucket_of_another_account_is_named_as_such(aws_env, account, checkip, tmp_path, capsys):
+    # A bucket of another account answers HeadBucket with 403; here an identity that may
+    # do everything but touch this bucket gets the same answer from moto.
+    all_but_the_bucket = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": ["arn:aws:s3:::my-dl-bucket", "arn:aws:s3:::my-dl-bucket/*"]},
+    ]}
+    with as_iam_user(aws_env, "no-bucket", all_but_the_bucket):
+        result = run(capsys, tmp_path, "--stack", "alice", "--bucket", "my-dl-bucket")
+    assert result.code == 2
+    assert result.err == ("error: --bucket my-dl-bucket: the bucket exists but these credentials cannot reach it "
+                          "(403): it belongs to another account; name a bucket of this account\n")
+    assert not (tmp_path / "Pulumi.alice.yaml").exists()
+
+
+def test_an_ip_service_that_never_answers_times_out_pointing_to_no_ip(monkeypatch):
+    monkeypatch.setattr(init, "CHECKIP_TIMEOUT", 0.3)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        outcome = []
+        asking = threading.Thread(target=lambda: outcome.append(_raised(init.public_ip, url)), daemon=True)
+        asking.start()
+        asking.join(5)
+        hung = asking.is_alive()
+    asking.join(5)  # closing the socket resets the connection: a hung request ends now
+    assert not hung, "public_ip waited past its timeout"
+    (error,) = outcome
+    assert isinstance(error, CommandError) and "timed out" in str(error) and "--no-ip" in str(error)
+
+
+def _raised(function, *args):
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 (the test inspects whatever it was)
+        return error
+    return None
+
+
+def test_init_help_names_the_stack_as_its_file_does(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["init", "--help"])
+    assert exit_.value.code == 0
+    # "NAME" in the option is the NAME of the file it writes.
+    assert "--stack NAME" in capsys.readouterr().out.replace("\n", " ")
 
 
 def test_an_ip_service_answering_nonsense_points_to_no_ip(account, checkip, tmp_path, capsys):

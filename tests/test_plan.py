@@ -48,6 +48,9 @@ def test_plan_of_the_dev_stack_lists_every_resource_and_output(capsys):
         assert f"  {key} " in out
     assert "ingress tcp port 22 from 203.0.113.7/32 (SSH) in dev--sg" in out
     assert "ingress tcp port 8443 from 203.0.113.7/32 (DCV) in dev--sg" in out
+    assert "ingress all traffic from the group itself (All traffic within the group" in out
+    # The DCV password's parameter: its name (where the boot reads it), never its value.
+    assert re.search(r"\n[│ ]+SecureString /deep-learning-desktop/[^\n]+/dcv-password, value \[secret\]\n", out)
     assert "kept on destroy" in out and "IMDS tokens required" in out
     mount_target = out[out.index("dev--efs-mount-target  ("):out.index("dev--role  (")]
     assert "deletes it before creating the new one" in mount_target
@@ -74,7 +77,28 @@ def test_plan_shows_the_programs_warnings(project, capsys):
     write_stack(project, accessCidr="0.0.0.0/0")
     assert main(["plan", "--stack", "t"]) == 0
     out = capsys.readouterr().out
-    assert "! accessCidr is 0.0.0.0/0" in out
+    assert "\nWarnings:\n  ! accessCidr is 0.0.0.0/0" in out
+
+
+def test_plan_of_a_stack_in_another_project_dir(tmp_path, capsys):
+    # Only --project-dir holds the stack: every part of the plan reads it from there.
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    write_stack(tmp_path, "elsewhere", fsxLustre="true")
+    assert main(["plan", "--stack", "elsewhere", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "While stopped it still costs" in out and "After `pulumi destroy`" in out
+    # What the boot mounts is only known after deploy: the plan says so rather than make up a name.
+    assert "\nFSX_DNS_NAME='<FSx DNS name, known after deploy>'\n" in (tmp_path / "out" / "boot-script.sh").read_text()
+
+
+def test_plan_help_names_the_files_out_writes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse would break "boot-script.sh" at its hyphen
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--help"])
+    assert exit_.value.code == 0
+    assert "also write user-data.mime, cloud-config.yaml, boot-script.sh and plan.json to DIR" in \
+        capsys.readouterr().out
 
 
 def test_bad_config_exits_2_naming_each_key(project, capsys):
@@ -102,6 +126,7 @@ def test_out_writes_user_data_that_parses_back(tmp_path, capsys):
     (efs,) = [r for r in plan["resources"] if r["type"] == "aws:efs/fileSystem:FileSystem"]
     assert efs["retainOnDelete"] is True
     assert set(plan["outputs"]) >= {"DesktopInstanceId", "DesktopRole", "DesktopSecurityGroup", "EFSFileSystemId"}
+    assert plan["warnings"] == []
 
 
 def test_plan_command_runs_as_a_person_runs_it():

@@ -172,6 +172,9 @@ def test_shell_starts_a_plain_session(instance, plugin, session_manager, capsys,
     session_manager.expect({"Target": instance})
     code, out, err = run(capsys, "shell", "--instance-id", instance)
     assert code == 0, err
+    # Said before the session takes the terminal: how to become the desktop's user, how to leave.
+    assert out.splitlines()[0] == (f"Shell on {instance} through Session Manager (`sudo -iu ubuntu` for the "
+                                   "desktop's user); `exit` ends it.")
     [call] = plugin()
     assert call["argv"] == ["AWS_SSM_START_SESSION_RESPONSE", REGION, "StartSession", "",
                             json.dumps({"Target": instance}), aws_env]
@@ -200,7 +203,12 @@ def test_the_stack_profile_goes_to_the_plugin(instance, plugin, session_manager,
 
 
 def test_an_assumed_role_reaches_the_plugin_through_its_environment(
-        instance, plugin, session_manager, capsys, tmp_path):
+        instance, plugin, session_manager, capsys, tmp_path, monkeypatch):
+    # The person's own credentials come from a profile; the plugin must not be told of it, or
+    # its SDK may take that profile's identity instead of the role's.
+    (tmp_path / "aws-credentials").write_text("[mine]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_PROFILE", "mine")
+    monkeypatch.setenv("AWS_DEFAULT_PROFILE", "mine")
     role = "arn:aws:iam::123456789012:role/desktop-operator"
     text = "config:\n  aws:region: us-east-1\n  aws:assumeRoles:\n" \
            f"    - roleArn: {role}\n      sessionName: laptop\n"
@@ -212,6 +220,9 @@ def test_an_assumed_role_reaches_the_plugin_through_its_environment(
     assert call["argv"][3] == ""  # no profile: the plugin's SDK then reads the environment
     env = call["env"]
     assert env["AWS_ACCESS_KEY_ID"] != "testing" and env["AWS_SESSION_TOKEN"]
+    assert (env["AWS_PROFILE"], env["AWS_DEFAULT_PROFILE"]) == (None, None)
+    monkeypatch.delenv("AWS_PROFILE")  # the check below uses the plugin's credentials alone
+    monkeypatch.delenv("AWS_DEFAULT_PROFILE")
     sts = boto3.client("sts", region_name=REGION, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                        aws_session_token=env["AWS_SESSION_TOKEN"])

@@ -32,6 +32,8 @@ from desktop.config import OPEN_CIDR, PROJECT, SETTINGS_BY_KEY, default
 CHECKIP_URL = "https://checkip.amazonaws.com"
 # Where init asks for the caller's public IP; tests point it at a local server.
 CHECKIP_VARIABLE = "DESKTOP_CHECKIP_URL"
+# Seconds to wait for it: a service that never answers must not hang init.
+CHECKIP_TIMEOUT = 10
 
 
 def _checked(key: str, option: str, value: Optional[str]) -> Optional[str]:
@@ -48,7 +50,7 @@ def public_ip(url: Optional[str] = None) -> str:
     """The caller's public IPv4 address, as ``checkip.amazonaws.com`` sees it."""
     url = url or os.environ.get(CHECKIP_VARIABLE) or CHECKIP_URL
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=CHECKIP_TIMEOUT) as response:
             text = response.read(100).decode("ascii", errors="replace").strip()
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise CommandError(f"cannot learn your public IP from {url} ({error}): pass --no-ip for Session "

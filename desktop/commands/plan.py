@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nWarnings:" if rendering.warnings else "\nWarnings: none")
     for warning in rendering.warnings:
         print(f"  ! {warning}")
-    stopped = stopped_items(read_stack(args.stack).parse().args)
+    stopped = stopped_items(read_stack(args.stack, args.project_dir).parse().args)
     print(f"\nWhile stopped it still costs {prices.summary(stopped)}:")
     for item in stopped:
         print(f"  {item.text()}")
