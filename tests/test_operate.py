@@ -122,6 +122,42 @@ def test_wait_stops_at_a_failed_boot(instance, console, clock, capsys):
     assert clock.sleeps == []
 
 
+def test_a_failed_boot_offers_ssh_to_its_log_only_where_port_22_is_open(instance, console, clock, capsys):
+    failed = stage("failed during 'installing dcv server' (exit 1), see /var/log/deep-learning-desktop.log")
+    console(instance, BANNER + failed)
+    ec2 = client("ec2")
+    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    host = described["PublicDnsName"]
+    group = ec2.create_security_group(GroupName="desktop", Description="the desktop's",
+                                      VpcId=described["VpcId"])["GroupId"]
+    ec2.modify_instance_attribute(InstanceId=instance, Groups=[group])
+    console_command = (f"`aws ec2 get-console-output --instance-id {instance} --latest --output text "
+                       f"--region {REGION}`")
+
+    def details():
+        code, out, err = run(capsys, "wait", "--instance-id", instance)
+        assert code == 1, err
+        return out.splitlines()[-1].partition("Details: ")[2]
+
+    def shell_only(text):
+        return (text.startswith("`") and " -m desktop shell --stack test " in text
+                and text.endswith(f" then `sudo cat /var/log/deep-learning-desktop.log`, or the console: "
+                                  f"{console_command}") and "ssh -i" not in text)
+
+    # A new group lets nothing in.
+    assert shell_only(details())
+    # UDP to every port, from anywhere, is no ssh.
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "udp", "FromPort": 0, "ToPort": 65535, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert shell_only(details())
+    # TCP 22 open to IPv6 addresses only is ssh.
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    text = details()
+    assert text.startswith(f"`ssh -i ~/.ssh/my-key.pem ubuntu@{host} sudo cat /var/log/deep-learning-desktop.log` "
+                           "or `") and text.endswith(console_command)
+
+
 def test_wait_on_a_stopped_desktop_says_so(instance, clock, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "wait", "--instance-id", instance)
