@@ -235,6 +235,37 @@ def test_connect_prints_the_address_and_writes_a_dcv_file(instance, capsys, tmp_
     assert str(path.name) in out
 
 
+def test_connect_reaches_a_public_ip_that_has_no_dns_name(instance, capsys, tmp_path, monkeypatch):
+    # In a VPC without DNS hostnames EC2 gives a public IP and an empty PublicDnsName; moto
+    # always names the address, so its answer loses the name on the way back.
+    import botocore.session
+
+    described = client("ec2").describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    public_ip = described["PublicIpAddress"]
+    real = botocore.session.get_session
+
+    def without_dns_names():
+        core = real()
+
+        def drop(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for found in reservation["Instances"]:
+                    found["PublicDnsName"] = ""
+        core.register("after-call.ec2.DescribeInstances", drop)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", without_dns_names)
+    code, out, err = run(capsys, "connect", "--instance-id", instance)
+    assert code == 0, err
+    assert f"DCV address:     https://{public_ip}:8443  (a browser, or the DCV client)" in out.splitlines()
+    assert f"host={public_ip}" in (tmp_path / f"test-{instance}.dcv").read_text().split()
+    last = out.splitlines()[-1]
+    assert last.startswith("Port 8443 not open to you? `") and last.endswith(
+        f" -m desktop connect --ssm --stack test --project-dir {tmp_path.resolve()}` reaches DCV through Session "
+        "Manager.")
+    assert "no public address" not in out
+
+
 def test_connect_to_a_stopped_desktop_fails(instance, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "connect", "--instance-id", instance)
