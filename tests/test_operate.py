@@ -313,6 +313,16 @@ def test_stop_and_start_again(instance, console, clock, capsys):
     assert "EFS is mounted again" in out and f"desktop {instance} is ready after 1m00s" in out
 
 
+def test_stop_wait_times_out_naming_the_state_it_is_stuck_in(instance, clock, capsys):
+    # moto stops at once; EC2 may stay `stopping` for minutes (moto keeps the state set here).
+    set_state(instance, "stopping")
+    code, out, err = run(capsys, "stop", "--instance-id", instance, "--wait", "--timeout", "2m", "--poll", "1m")
+    assert code == 1, err
+    assert out.splitlines()[0] == f"instance {instance} is already stopping"
+    assert clock.sleeps == [60, 60]
+    assert out.splitlines()[-1] == "timed out after 2m00s; the instance is stopping"
+
+
 def test_start_without_wait_says_what_next(instance, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "start", "--instance-id", instance)
