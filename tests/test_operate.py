@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 
+import botocore.session
 import pytest
 
 from desktop.commands import operate, stack_file
@@ -238,8 +239,6 @@ def test_connect_prints_the_address_and_writes_a_dcv_file(instance, capsys, tmp_
 def test_connect_reaches_a_public_ip_that_has_no_dns_name(instance, capsys, tmp_path, monkeypatch):
     # In a VPC without DNS hostnames EC2 gives a public IP and an empty PublicDnsName; moto
     # always names the address, so its answer loses the name on the way back.
-    import botocore.session
-
     described = client("ec2").describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     public_ip = described["PublicIpAddress"]
     real = botocore.session.get_session
