@@ -340,6 +340,14 @@ def test_unknown_instance_type_fails(preflight):
     assert not any("AMI" in ln or "SSM parameter" in ln for ln in result.lines if ln.startswith("FAIL"))
 
 
+def test_a_type_offered_in_no_zone_of_the_region_fails(preflight):
+    # moto's offerings, taken from EC2's, have no DL2q in us-east-1.
+    result = preflight(instanceType="dl2q.24xlarge")
+    assert result.code == 1
+    line(result, "FAIL", "instance type dl2q.24xlarge is not offered in any zone of us-east-1: pick another "
+         "instanceType or region")
+
+
 def test_vcpu_quota_too_small_fails(preflight):
     result = preflight(instanceType="p4d.24xlarge")
     assert result.code == 1
