@@ -423,11 +423,13 @@ def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clo
         assert code == 2 and "is stopped" in err and " -m desktop start --wait --stack test" in err
 
 
-@pytest.mark.parametrize("command", ["keep-awake", "status"])
-def test_the_commands_have_help_and_are_listed(command, capsys):
+# The word of each description that tells a person what the command needs or touches.
+@pytest.mark.parametrize("command, said", [("keep-awake", "KeepAwakeUntil"), ("status", "pricing:GetProducts")])
+def test_the_commands_have_help_and_are_listed(command, said, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
-    assert exit_.value.code == 0 and "--stack" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--stack" in text and said in text
     with pytest.raises(SystemExit):
         main(["--help"])
     assert command in capsys.readouterr().out
