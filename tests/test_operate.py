@@ -387,6 +387,26 @@ def test_every_command_has_help(command, capsys):
     assert "--stack" in capsys.readouterr().out
 
 
+def test_the_options_a_person_sets_are_explained(capsys):
+    with pytest.raises(SystemExit):
+        main(["connect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # as argparse wraps it
+    assert "where to write the .dcv file (default: ./<stack>-<instance id>.dcv)" in text
+    assert "{websocket,quic}" in text
+    with pytest.raises(SystemExit):
+        main(["wait", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--poll DURATION time between two looks at the instance (default: 15 seconds; e.g. 1m)" in text
+
+
+def test_connect_refuses_a_transport_dcv_does_not_know(instance, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["connect", "--instance-id", instance, "--transport", "udp", "--stack", "test"])
+    assert exit_.value.code == 2
+    assert "argument --transport: invalid choice: 'udp' (choose from " in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.dcv"))
+
+
 def test_runs_as_a_module(instance, tmp_path):
     """``python -m desktop`` in a fresh process: no traceback, one line, exit 2."""
     import subprocess
