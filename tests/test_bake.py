@@ -206,6 +206,8 @@ def test_bake_has_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--stack" in out and "--force" in out and "--name" in out
+    # --no-wait leaves a pending image behind: the help says so.
+    assert "--no-wait return once EC2 has accepted the request" in " ".join(out.split())
 
 
 # --- the question before a restart, and --no-reboot --------------------------------------
