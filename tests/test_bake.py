@@ -111,11 +111,15 @@ def test_the_image_is_followed_until_available(desktop, console, clock, capsys, 
         return ami
 
     monkeypatch.setattr(ec2, "create_image", pending)
+    # moto's snapshots are always 100% done; EC2's copy the disk for minutes.
+    from moto.ec2.models.elastic_block_store import Snapshot
+    monkeypatch.setattr(Snapshot, "progress", property(lambda snapshot: "42%"))
     clock.events = [lambda: None, lambda: setattr(created[0], "state", "available")]
     code, out, err = run(capsys, "--instance-id", instance_id, "--name", "team base", "--poll", "30s", "--yes")
     assert code == 0, err
     progress = [line for line in out.splitlines() if line.startswith("[")]
-    assert "pending" in progress[0] and "available" in progress[-1]
+    assert progress[0] == f"[  0m00s] image {created[0].id} pending, snapshot 42%"
+    assert "available" in progress[-1]
     assert len(progress) == 2, "a line per change, not per poll"
     assert clock.sleeps == [30, 30]
     assert images_of(instance_id)[0]["Name"] == "team base"
@@ -202,6 +206,8 @@ def test_bake_has_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--stack" in out and "--force" in out and "--name" in out
+    # --no-wait leaves a pending image behind: the help says so.
+    assert "--no-wait return once EC2 has accepted the request" in " ".join(out.split())
 
 
 # --- the question before a restart, and --no-reboot --------------------------------------

@@ -28,6 +28,14 @@ def test_preflight_of_a_spot_desktop_reports_the_spot_quota_and_the_spot_price(p
     assert "Spot" not in preflight().out  # on demand: no Spot lines
 
 
+def test_preflight_of_spot_where_ec2_has_no_spot_price_fails_saying_what_to_change(preflight, account):
+    # moto, like EC2, has no g4dn.xlarge in us-east-1e, so no Spot price there either.
+    result = preflight(spot="true", subnetId=account.subnet_1e)
+    assert result.code == 1
+    line(result, "FAIL", "spot is true but EC2 has no Spot price for g4dn.xlarge in us-east-1e: EC2 offers no Spot "
+         "capacity for it there; pick another zone's subnet or instanceType, or set spot false")
+
+
 def test_preflight_prints_the_hourly_price_and_the_stopped_cost(preflight):
     result = preflight()
     # The pretend account's Price List API has the type's list price (tests/moto_account.py);

@@ -18,7 +18,7 @@ from desktop.commands import idle, operate
 from desktop.commands.aws import CLIENT_CONFIG
 from desktop.commands.cli import main
 from tests.moto_account import (  # noqa: F401
-    REGION, add_image, aws_env, backend, client, console, price_item, throttling_endpoint, write_stack,
+    REGION, add_image, aws_env, backend, client, console, price_item, set_state, throttling_endpoint, write_stack,
 )
 from tests.test_operate import Clock
 
@@ -205,6 +205,23 @@ def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, prici
     assert "-m desktop start --wait --stack test --project-dir " in last  # to paste as it is
 
 
+def test_status_of_a_desktop_stopping_through_the_api_says_so(instance, console, clock, pricing, capsys):
+    usual_prices(pricing)
+    client("ec2").stop_instances(InstanceIds=[instance])
+    from moto.ec2.models.instances import StateReason
+
+    stopping = backend("ec2").get_instance(instance)
+    stopping.state_reason = StateReason("Client.UserInitiatedShutdown: User initiated shutdown",
+                                        "Client.UserInitiatedShutdown")
+    set_state(instance, "stopping")
+    code, out, err = run(capsys, "status", "--instance-id", instance)
+    assert code == 0, err
+    assert fields(out)["state"] == ("stopping: stopped through the API (`python -m desktop stop`, the console or "
+                                    "the CLI); last started 2026-11-27 22:00 UTC")
+    last = out.splitlines()[-1]
+    assert last.startswith("the desktop is stopping: once it is stopped, start it: `")
+
+
 def test_status_says_unknown_when_the_price_list_refuses(instance, console, clock, pricing, capsys):
     for _ in range(2):
         pricing.add_client_error("get_products", service_error_code="AccessDeniedException",
@@ -340,6 +357,16 @@ def test_keep_awake_on_a_stopped_desktop_says_how_to_start_it(instance, clock, c
     assert "the desktop is stopped" in out and " -m desktop start --wait --stack test" in out
 
 
+def test_keep_awake_on_a_stopping_desktop_says_to_start_it_once_stopped(instance, clock, capsys):
+    # EC2 refuses to start an instance that is still stopping: the hint waits for `stopped`.
+    set_state(instance, "stopping")
+    code, out, err = run(capsys, "keep-awake", "2h", "--instance-id", instance)
+    assert code == 0, err
+    last = out.splitlines()[-1]
+    assert last.startswith("the desktop is stopping: the keep-awake counts once it runs; once it is stopped, "
+                           "start it: `") and " -m desktop start --wait --stack test" in last
+
+
 def test_an_expired_deadline_is_shown_as_expired():
     assert idle.describe_keep_awake({"KeepAwakeUntil": str(int(NOW) - 60)}, NOW) == "expired at 2026-11-27 23:29 UTC"
 
@@ -396,11 +423,13 @@ def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clo
         assert code == 2 and "is stopped" in err and " -m desktop start --wait --stack test" in err
 
 
-@pytest.mark.parametrize("command", ["keep-awake", "status"])
-def test_the_commands_have_help_and_are_listed(command, capsys):
+# The word of each description that tells a person what the command needs or touches.
+@pytest.mark.parametrize("command, said", [("keep-awake", "KeepAwakeUntil"), ("status", "pricing:GetProducts")])
+def test_the_commands_have_help_and_are_listed(command, said, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
-    assert exit_.value.code == 0 and "--stack" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--stack" in text and said in text
     with pytest.raises(SystemExit):
         main(["--help"])
     assert command in capsys.readouterr().out

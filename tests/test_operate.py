@@ -9,6 +9,7 @@ import os
 import stat
 import sys
 
+import botocore.session
 import pytest
 
 from desktop.commands import operate, stack_file
@@ -122,6 +123,42 @@ def test_wait_stops_at_a_failed_boot(instance, console, clock, capsys):
     assert clock.sleeps == []
 
 
+def test_a_failed_boot_offers_ssh_to_its_log_only_where_port_22_is_open(instance, console, clock, capsys):
+    failed = stage("failed during 'installing dcv server' (exit 1), see /var/log/deep-learning-desktop.log")
+    console(instance, BANNER + failed)
+    ec2 = client("ec2")
+    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    host = described["PublicDnsName"]
+    group = ec2.create_security_group(GroupName="desktop", Description="the desktop's",
+                                      VpcId=described["VpcId"])["GroupId"]
+    ec2.modify_instance_attribute(InstanceId=instance, Groups=[group])
+    console_command = (f"`aws ec2 get-console-output --instance-id {instance} --latest --output text "
+                       f"--region {REGION}`")
+
+    def details():
+        code, out, err = run(capsys, "wait", "--instance-id", instance)
+        assert code == 1, err
+        return out.splitlines()[-1].partition("Details: ")[2]
+
+    def shell_only(text):
+        return (text.startswith("`") and " -m desktop shell --stack test " in text
+                and text.endswith(f" then `sudo cat /var/log/deep-learning-desktop.log`, or the console: "
+                                  f"{console_command}") and "ssh -i" not in text)
+
+    # A new group lets nothing in.
+    assert shell_only(details())
+    # UDP to every port, from anywhere, is no ssh.
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "udp", "FromPort": 0, "ToPort": 65535, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert shell_only(details())
+    # TCP 22 open to IPv6 addresses only is ssh.
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
+    text = details()
+    assert text.startswith(f"`ssh -i ~/.ssh/my-key.pem ubuntu@{host} sudo cat /var/log/deep-learning-desktop.log` "
+                           "or `") and text.endswith(console_command)
+
+
 def test_wait_on_a_stopped_desktop_says_so(instance, clock, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "wait", "--instance-id", instance)
@@ -199,6 +236,35 @@ def test_connect_prints_the_address_and_writes_a_dcv_file(instance, capsys, tmp_
     assert str(path.name) in out
 
 
+def test_connect_reaches_a_public_ip_that_has_no_dns_name(instance, capsys, tmp_path, monkeypatch):
+    # In a VPC without DNS hostnames EC2 gives a public IP and an empty PublicDnsName; moto
+    # always names the address, so its answer loses the name on the way back.
+    described = client("ec2").describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    public_ip = described["PublicIpAddress"]
+    real = botocore.session.get_session
+
+    def without_dns_names():
+        core = real()
+
+        def drop(parsed, **_):
+            for reservation in parsed.get("Reservations", []):
+                for found in reservation["Instances"]:
+                    found["PublicDnsName"] = ""
+        core.register("after-call.ec2.DescribeInstances", drop)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", without_dns_names)
+    code, out, err = run(capsys, "connect", "--instance-id", instance)
+    assert code == 0, err
+    assert f"DCV address:     https://{public_ip}:8443  (a browser, or the DCV client)" in out.splitlines()
+    assert f"host={public_ip}" in (tmp_path / f"test-{instance}.dcv").read_text().split()
+    last = out.splitlines()[-1]
+    assert last.startswith("Port 8443 not open to you? `") and last.endswith(
+        f" -m desktop connect --ssm --stack test --project-dir {tmp_path.resolve()}` reaches DCV through Session "
+        "Manager.")
+    assert "no public address" not in out
+
+
 def test_connect_to_a_stopped_desktop_fails(instance, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "connect", "--instance-id", instance)
@@ -244,6 +310,16 @@ def test_stop_and_start_again(instance, console, clock, capsys):
     assert code == 0, err
     assert state_of(instance) == "running"
     assert "EFS is mounted again" in out and f"desktop {instance} is ready after 1m00s" in out
+
+
+def test_stop_wait_times_out_naming_the_state_it_is_stuck_in(instance, clock, capsys):
+    # moto stops at once; EC2 may stay `stopping` for minutes (moto keeps the state set here).
+    set_state(instance, "stopping")
+    code, out, err = run(capsys, "stop", "--instance-id", instance, "--wait", "--timeout", "2m", "--poll", "1m")
+    assert code == 1, err
+    assert out.splitlines()[0] == f"instance {instance} is already stopping"
+    assert clock.sleeps == [60, 60]
+    assert out.splitlines()[-1] == "timed out after 2m00s; the instance is stopping"
 
 
 def test_start_without_wait_says_what_next(instance, capsys):
@@ -309,6 +385,26 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert "--stack" in capsys.readouterr().out
+
+
+def test_the_options_a_person_sets_are_explained(capsys):
+    with pytest.raises(SystemExit):
+        main(["connect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # as argparse wraps it
+    assert "where to write the .dcv file (default: ./<stack>-<instance id>.dcv)" in text
+    assert "{websocket,quic}" in text
+    with pytest.raises(SystemExit):
+        main(["wait", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--poll DURATION time between two looks at the instance (default: 15 seconds; e.g. 1m)" in text
+
+
+def test_connect_refuses_a_transport_dcv_does_not_know(instance, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["connect", "--instance-id", instance, "--transport", "udp", "--stack", "test"])
+    assert exit_.value.code == 2
+    assert "argument --transport: invalid choice: 'udp' (choose from " in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.dcv"))
 
 
 def test_runs_as_a_module(instance, tmp_path):

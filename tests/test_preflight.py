@@ -336,13 +336,23 @@ def test_unknown_instance_type_fails(preflight):
     result = preflight(instanceType="zz9.xlarge")
     assert result.code == 1
     line(result, "FAIL", "instance type 'zz9.xlarge' does not exist in us-east-1")
+    # Its architecture unknown, the AMI is still looked up as x86_64's (the usual one), not failed.
+    assert not any("AMI" in ln or "SSM parameter" in ln for ln in result.lines if ln.startswith("FAIL"))
+
+
+def test_a_type_offered_in_no_zone_of_the_region_fails(preflight):
+    # moto's offerings, taken from EC2's, have no DL2q in us-east-1.
+    result = preflight(instanceType="dl2q.24xlarge")
+    assert result.code == 1
+    line(result, "FAIL", "instance type dl2q.24xlarge is not offered in any zone of us-east-1: pick another "
+         "instanceType or region")
 
 
 def test_vcpu_quota_too_small_fails(preflight):
     result = preflight(instanceType="p4d.24xlarge")
     assert result.code == 1
     line(result, "FAIL", "Running On-Demand P instances", P_QUOTA, "is 0", "needs 96",
-         "request-service-quota-increase")
+         "request-service-quota-increase", "and wait for the approval, or pick a smaller instanceType")
 
 
 def test_vcpu_quota_unreadable_warns(preflight):
@@ -372,6 +382,14 @@ def test_security_group_missing_a_port_fails(preflight, account):
     assert result.code == 1
     text = line(result, "FAIL", f"security group {account.sg_ssh_only} does not admit TCP 8443 from 203.0.113.7/32")
     assert "TCP 22" not in text.split(":")[0]
+
+
+def test_security_group_missing_both_ports_names_both(preflight, account):
+    closed = client("ec2").create_security_group(GroupName="closed", Description="nothing in",
+                                                 VpcId=account.good.vpc_id)["GroupId"]
+    result = preflight(securityGroupId=closed)
+    assert result.code == 1
+    line(result, "FAIL", f"security group {closed} does not admit TCP 22 and TCP 8443 from 203.0.113.7/32: ")
 
 
 def test_security_group_without_quic_warns(preflight, account):
@@ -459,7 +477,8 @@ def test_a_nat_gateway_route_does_not_pass_as_an_internet_gateway_for_a_public_i
 
 def test_a_nat_gateway_route_is_the_way_out_of_a_private_desktop(preflight, nat_subnet):
     result = preflight(publicIp=False, subnetId=nat_subnet.subnet, efsFileSystemId=None)
-    line(result, "PASS", nat_subnet.subnet, f"to NAT gateway {nat_subnet.nat}")
+    text = line(result, "PASS", nat_subnet.subnet, f"to NAT gateway {nat_subnet.nat}")
+    assert text.endswith("; publicIp is false: reach the desktop over VPN/Direct Connect or Session Manager")
     assert not any(nat_subnet.subnet in ln for ln in result.lines if ln.startswith("FAIL"))
 
 

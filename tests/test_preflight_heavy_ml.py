@@ -67,6 +67,21 @@ def test_a_given_group_with_self_rules_passes_for_efa(good, tmp_path, capsys):
     assert line.startswith("PASS")
 
 
+def test_a_given_group_is_checked_for_the_lustre_servers_connections(good, tmp_path, capsys):
+    ec2 = client("ec2")
+    group = ec2.create_security_group(GroupName="lustre-ready", Description="lustre", VpcId=good.vpc_id)["GroupId"]
+    servers = ec2.create_security_group(GroupName="servers", Description="fsx", VpcId=good.vpc_id)["GroupId"]
+    config = {**good.config, "fsxLustre": "true", "securityGroupId": group}
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 988, "ToPort": 988, "UserIdGroupPairs": [{"GroupId": servers}]}])
+    (line,) = [ln for ln in run_preflight(tmp_path, capsys, config) if "Lustre" in ln]
+    assert line.startswith(f"WARN  security group {group} does not admit Lustre TCP 1018-1023: ")
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 1018, "ToPort": 1023, "UserIdGroupPairs": [{"GroupId": servers}]}])
+    (line,) = [ln for ln in run_preflight(tmp_path, capsys, config) if "Lustre" in ln]
+    assert line == f"PASS  security group {group} admits Lustre (TCP 988, 1018-1023)"
+
+
 def test_efa_off_is_not_checked(good, tmp_path, capsys):
     assert not [ln for ln in run_preflight(tmp_path, capsys, good.config) if "EFA" in ln]
 

@@ -643,6 +643,22 @@ def test_an_image_takes_what_the_snapshot_lacks_from_the_live_desktop(desktop, c
     ]
 
 
+def test_an_images_default_name_keeps_the_desktops_capitals_and_replaces_what_ec2_refuses(desktop, capsys,
+                                                                                          register_requests):
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+    import datetime
+
+    named = own_snapshot(desktop, "Vision+Team:Ann")
+    get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION].snapshots[named].start_time = datetime.datetime(
+        2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
+    image_id, lines = _image_from(capsys, named, "--architecture", "x86_64")
+    # An AMI name takes letters, digits, ( ) [ ] space . / ' @ _ - only.
+    name = f"Vision-Team-Ann-{named}-20261120-0503"
+    assert register_requests[0]["Name"] == name
+    assert lines[0].startswith(f"AMI {image_id} ({name}), x86_64")
+
+
 def test_an_image_of_a_large_recorded_snapshot_keeps_its_device_mode_and_size(desktop, capsys, register_requests):
     ec2 = client("ec2")
     volume = ec2.create_volume(Size=300, AvailabilityZone=f"{REGION}a")["VolumeId"]
