@@ -90,8 +90,12 @@ class Desktop(NamedTuple):
         """A ``python -m desktop`` command on this desktop, to paste (see :mod:`desktop.commands.hints`)."""
         from desktop.commands import hints
 
+        # A person who named the desktop by --instance-id (no Pulumi CLI here) needs it in
+        # what they paste, or the command cannot tell which desktop.
+        if self.args is None or getattr(self.args, "instance_id", None):
+            words = (*words, "--instance-id", self.instance_id)
         if self.args is None:
-            return hints.command(subcommand, *words, "--instance-id", self.instance_id)
+            return hints.command(subcommand, *words)
         return hints.for_args(self.args, subcommand, *words)
 
     def ec2(self):
