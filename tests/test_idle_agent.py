@@ -569,6 +569,17 @@ def test_runs_more_than_5_minutes_apart_never_add_up_to_an_idle_streak(desktop):
     assert run_until_poweroff(box, limit=12, step=300) == start + 600
 
 
+def test_without_the_nvidia_module_nvidia_smi_is_not_asked_and_its_failure_is_no_doubt(desktop):
+    """A desktop without a GPU driver loaded (no /proc/driver/nvidia) has no GPU work to
+    wait for: a broken nvidia-smi there is no reason to stay up, and is never run."""
+    box = desktop(gpu=False)
+    box.fail("nvidia-smi", 9)
+    box.minute()
+    first_idle = box.t + 60
+    assert run_until_poweroff(box, limit=14) == first_idle + 600
+    assert box.calls("nvidia-smi") == []
+
+
 def test_the_capacity_blocks_stop_window_opens_40_minutes_before_its_end_not_a_second_sooner(desktop, imds):
     box = desktop()
     box.minute()
