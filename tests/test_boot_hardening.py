@@ -358,3 +358,15 @@ def test_an_fstab_that_would_lose_its_root_line_is_never_written(sandbox):
     assert box.read("/etc/fstab") == fstab
     assert any(line.startswith("deep-learning-desktop: not written: ") and "/etc/fstab" in line
                for line in box.console_lines())
+
+
+def test_a_mount_point_in_ubuntus_home_is_made_as_ubuntu_and_one_outside_as_root(sandbox):
+    """In ubuntu's home the kernel must check the mkdir as ubuntu's own doing (a link
+    planted there leads nowhere); /fsx, outside it, only root may make."""
+    box = sandbox()
+    boot = box.boot(**{**FSX, "fsx_mount_path": "/fsx"})
+    assert boot.returncode == 0, boot.output
+    as_ubuntu = [call[4:] for call in boot.named("runuser") if call[1:4] == ["-u", "ubuntu", "--"]]
+    assert ["mkdir", "-p", str(box.path("/home/ubuntu/efs"))] in as_ubuntu
+    assert not [call for call in as_ubuntu if call[0] == "mkdir" and call[-1] == str(box.path("/fsx"))]
+    assert box.path("/fsx").is_dir() and box.path("/home/ubuntu/efs").is_dir()
