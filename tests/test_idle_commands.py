@@ -202,7 +202,7 @@ def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, prici
     assert shown["idle agent"] == "stopping after 30 idle minutes"
     last = out.splitlines()[-1]
     assert last.startswith("the desktop is stopped: start it: `") and last.endswith("`")
-    assert "-m desktop start --wait --stack test --project-dir " in last  # to paste as it is
+    assert "-m desktop start --wait --instance-id " in last and " --stack test --project-dir " in last  # to paste as it is
 
 
 def test_status_of_a_desktop_stopping_through_the_api_says_so(instance, console, clock, pricing, capsys):
@@ -354,7 +354,7 @@ def test_keep_awake_on_a_stopped_desktop_says_how_to_start_it(instance, clock, c
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "keep-awake", "2h", "--instance-id", instance)
     assert code == 0, err
-    assert "the desktop is stopped" in out and " -m desktop start --wait --stack test" in out
+    assert "the desktop is stopped" in out and " -m desktop start --wait --instance-id " in out
 
 
 def test_keep_awake_on_a_stopping_desktop_says_to_start_it_once_stopped(instance, clock, capsys):
@@ -364,7 +364,7 @@ def test_keep_awake_on_a_stopping_desktop_says_to_start_it_once_stopped(instance
     assert code == 0, err
     last = out.splitlines()[-1]
     assert last.startswith("the desktop is stopping: the keep-awake counts once it runs; once it is stopped, "
-                           "start it: `") and " -m desktop start --wait --stack test" in last
+                           "start it: `") and " -m desktop start --wait --instance-id " in last
 
 
 def test_an_expired_deadline_is_shown_as_expired():
@@ -420,7 +420,7 @@ def test_wait_and_connect_on_a_stopped_desktop_say_how_to_start_it(instance, clo
     client("ec2").stop_instances(InstanceIds=[instance])
     for command in ("wait", "connect"):
         code, out, err = run(capsys, command, "--instance-id", instance)
-        assert code == 2 and "is stopped" in err and " -m desktop start --wait --stack test" in err
+        assert code == 2 and "is stopped" in err and " -m desktop start --wait --instance-id " in err
 
 
 # The word of each description that tells a person what the command needs or touches.

@@ -25,12 +25,13 @@ def _tests_using(fixture: str, constructor: str, module: str) -> set[str]:
     its fixture in a file that imports the sandbox's module."""
     found = set()
     for path in sorted((ROOT / "tests").glob("test_*.py")):
-        tree = ast.parse(path.read_text())
+        text = path.read_text()
+        tree = ast.parse(text)
         imports = any(isinstance(node, ast.ImportFrom) and node.module == module for node in tree.body)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                calls = any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == constructor
-                            for n in ast.walk(node))
+                calls = module in text and any(
+                    isinstance(n, ast.Call) and getattr(n.func, "id", None) == constructor for n in ast.walk(node))
                 if calls or (fixture in [arg.arg for arg in node.args.args] and (imports or fixture == "sandbox")):
                     found.add(f"tests/{path.name}::{node.name}")
     return found

@@ -141,7 +141,7 @@ def test_a_failed_boot_offers_ssh_to_its_log_only_where_port_22_is_open(instance
         return out.splitlines()[-1].partition("Details: ")[2]
 
     def shell_only(text):
-        return (text.startswith("`") and " -m desktop shell --stack test " in text
+        return (text.startswith("`") and " -m desktop shell --instance-id " in text and " --stack test " in text
                 and text.endswith(f" then `sudo cat /var/log/deep-learning-desktop.log`, or the console: "
                                   f"{console_command}") and "ssh -i" not in text)
 
@@ -260,7 +260,8 @@ def test_connect_reaches_a_public_ip_that_has_no_dns_name(instance, capsys, tmp_
     assert f"host={public_ip}" in (tmp_path / f"test-{instance}.dcv").read_text().split()
     last = out.splitlines()[-1]
     assert last.startswith("Port 8443 not open to you? `") and last.endswith(
-        f" -m desktop connect --ssm --stack test --project-dir {tmp_path.resolve()}` reaches DCV through Session "
+        f" -m desktop connect --ssm --instance-id {instance} --stack test --project-dir {tmp_path.resolve()}` reaches "
+        "DCV through Session "
         "Manager.")
     assert "no public address" not in out
 

@@ -38,9 +38,9 @@ class Clock:
 
 def pasted(before: str, command: str) -> "re.Pattern[str]":
     """``before`` then a command to paste: this interpreter's path, the command, and the
-    stack and project directory the test ran with (desktop/commands/hints.py)."""
+    instance id, stack and project directory the test ran with (desktop/commands/hints.py)."""
     return re.compile(re.escape(before) + r"`\S*python\S* -m desktop " + re.escape(command)
-                      + r" --stack test --project-dir \S+`")
+                      + r" --instance-id i-[0-9a-f]+ --stack test --project-dir \S+`")
 
 
 @pytest.fixture
