@@ -233,6 +233,32 @@ def test_keep_awake_holds_until_it_expires(desktop, imds, source):
     assert f"deep-learning-desktop: busy again (keep-awake until {iso(int(deadline))})" in box.console_lines()
 
 
+def test_the_longest_keep_awake_72_hours_is_honoured_and_a_longer_one_is_not(desktop, imds):
+    """`keep-awake 72h` from the laptop, read by the agent a few seconds later: held. A tag
+    further ahead than 72 hours and the minute the clocks may differ is ignored, and said."""
+    box = desktop()
+    box.minute()
+    imds.tags["KeepAwakeUntil"] = str(int(box.t + 60 + 72 * 3600 - 5))  # set 5 s before this run
+    box.minute()
+    assert box.log_lines()[-1].split()[1] == "busy" and "keep-awake until " in box.log_lines()[-1]
+    imds.tags["KeepAwakeUntil"] = str(int(box.t + 60 + 72 * 3600 + 61))
+    box.minute()
+    assert "keep-awake tag KeepAwakeUntil ignored: more than 72 hours ahead" in box.log_lines()[-1]
+
+
+def test_a_quick_reboot_starts_the_idle_count_over(desktop):
+    """Idle 25 of its 30 minutes, then a reboot of a minute: the new boot counts its own
+    30 minutes (from its first idle run), not the 5 left of the old one."""
+    box = desktop(policy="30")
+    box.minute()
+    assert run_until_poweroff(box, limit=25) is None
+    box.reboot(after_seconds=60)
+    box.minute()  # the new boot's first run: no rates yet, busy
+    box.minute()
+    first_idle = box.t
+    assert run_until_poweroff(box, limit=40) == first_idle + 1800
+
+
 def test_zero_never_stops_and_a_changed_tag_counts_at_the_next_run(desktop, imds):
     box = desktop(policy="0")
     box.minute()
