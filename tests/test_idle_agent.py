@@ -570,6 +570,17 @@ def test_a_spot_notice_is_said_on_the_console_and_in_dcv_within_one_run(desktop,
     assert box.poweroffs == 0, "EC2 stops a Spot desktop, not the agent"
 
 
+def test_a_spot_notice_that_does_not_parse_is_still_said(desktop, imds):
+    """The person has two minutes to save their work: an odd notice body still warns them."""
+    box = desktop()
+    box.minute()
+    imds.spot = "{not json"
+    box.minute()
+    line = "spot interruption: stopping in 2 minutes: save your work"
+    assert box.console_lines().count("deep-learning-desktop: " + line) == 1
+    assert box.calls("dcv")[-1] == f"dcv notify-user --duration 120 console {line}"
+
+
 def test_a_capacity_block_holds_the_desktop_until_10_minutes_before_ec2_terminates_it(desktop, imds):
     box = desktop()
     # EC2 begins terminating a block's instances 30 minutes before its end.
