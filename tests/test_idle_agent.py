@@ -414,7 +414,8 @@ def test_keep_awake_does_not_follow_a_symlink(desktop):
     """ubuntu owns the directory: root must not read a file a link there points to."""
     box = desktop()
     elsewhere = box.base / "root-only"
-    elsewhere.write_text(f"{box.t + 86400}\n")
+    target = f"{box.t + 86400}\n"
+    elsewhere.write_text(target)
     (box.root / "var/lib/deep-learning-desktop/keep-awake/until").symlink_to(elsewhere)
     box.minute()
     first_idle = box.t + 60
@@ -422,6 +423,12 @@ def test_keep_awake_does_not_follow_a_symlink(desktop):
     line = box.log_lines()[-2]
     assert " idle " in line and line.endswith(" | keep-awake file ignored: Too many levels of symbolic links")
     assert "keep-awake until" not in "\n".join(box.log_lines())
+    # The command, as a person runs it there, refuses to read through the link: a failure
+    # (exit 1, one line), not a usage error (2), and the link's target is left alone.
+    done = box.keep_awake()
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "keep-awake: keep-awake file ignored: Too many levels of symbolic links\n"
+    assert elsewhere.read_text() == target
 
 
 # --- issue 18: uploads, disk work, odd machines, blocked probes; Spot; Capacity Blocks ---------------
