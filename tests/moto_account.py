@@ -23,6 +23,7 @@ from typing import Optional
 
 import boto3
 import botocore.retries.standard
+import botocore.session
 import pytest
 from moto.backends import get_backend, list_of_moto_modules
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -278,6 +279,30 @@ def throttling_endpoint(monkeypatch):
     yield ThrottlingEndpoint(url="http://127.0.0.1:%d" % server.server_address[1], requests=Handler.requests)
     server.shutdown()
     server.server_close()
+
+
+def on_every_session(monkeypatch, event: str, handler) -> None:
+    """Register a botocore event handler on every session made from now on (the commands
+    make their own); chains onto any earlier such patch."""
+    made = botocore.session.get_session
+
+    def session():
+        core = made()
+        core.register(event, handler)
+        return core
+
+    monkeypatch.setattr(botocore.session, "get_session", session)
+
+
+def edit_described_instances(monkeypatch, edit) -> None:
+    """Call ``edit`` on each instance of EC2's DescribeInstances answers: what moto's
+    instances cannot say (a boot mode, an empty DNS name, another root device)."""
+    def each(parsed, **_):
+        for reservation in parsed.get("Reservations", []):
+            for instance in reservation["Instances"]:
+                edit(instance)
+
+    on_every_session(monkeypatch, "after-call.ec2.DescribeInstances", each)
 
 
 def client(service: str, region: str = REGION):

@@ -9,14 +9,14 @@ import os
 import stat
 import sys
 
-import botocore.session
 import pytest
 
 from desktop.commands import operate, stack_file
 from desktop.commands.cli import main
 from desktop.commands.aws import CLIENT_CONFIG
 from tests.moto_account import (  # noqa: F401
-    REGION, add_image, aws_env, client, console, set_state, throttling_endpoint, write_stack,
+    REGION, add_image, aws_env, client, console, edit_described_instances, set_state, throttling_endpoint,
+    write_stack,
 )
 
 BANNER = "[    0.000000] Linux version 6.8.0-1021-aws (buildd@lcy02-amd64-030) #23-Ubuntu SMP\n"
@@ -241,19 +241,7 @@ def test_connect_reaches_a_public_ip_that_has_no_dns_name(instance, capsys, tmp_
     # always names the address, so its answer loses the name on the way back.
     described = client("ec2").describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     public_ip = described["PublicIpAddress"]
-    real = botocore.session.get_session
-
-    def without_dns_names():
-        core = real()
-
-        def drop(parsed, **_):
-            for reservation in parsed.get("Reservations", []):
-                for found in reservation["Instances"]:
-                    found["PublicDnsName"] = ""
-        core.register("after-call.ec2.DescribeInstances", drop)
-        return core
-
-    monkeypatch.setattr(botocore.session, "get_session", without_dns_names)
+    edit_described_instances(monkeypatch, lambda found: found.update(PublicDnsName=""))
     code, out, err = run(capsys, "connect", "--instance-id", instance)
     assert code == 0, err
     assert f"DCV address:     https://{public_ip}:8443  (a browser, or the DCV client)" in out.splitlines()

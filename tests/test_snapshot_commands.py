@@ -10,13 +10,14 @@ import os
 import time
 
 import boto3
-import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 
 from desktop.commands import operate, snapshots
 from desktop.commands.cli import main
-from tests.moto_account import REGION, add_image, aws_env, client, write_stack  # noqa: F401
+from tests.moto_account import (  # noqa: F401
+    REGION, add_image, aws_env, client, edit_described_instances, on_every_session, write_stack,
+)
 
 TAG = "DeepLearningDesktop"
 
@@ -329,14 +330,7 @@ def test_restore_retags_a_new_root_volume_that_lacks_the_tag(desktop, clock, cap
 def register_requests(monkeypatch):
     """The RegisterImage parameters sent (moto keeps only the name and description)."""
     sent = []
-    real = botocore.session.get_session
-
-    def session_recording():
-        core = real()
-        core.register("provide-client-params.ec2.RegisterImage", lambda params, **_: sent.append(dict(params)))
-        return core
-
-    monkeypatch.setattr(botocore.session, "get_session", session_recording)
+    on_every_session(monkeypatch, "provide-client-params.ec2.RegisterImage", lambda params, **_: sent.append(dict(params)))
     return sent
 
 
@@ -605,19 +599,8 @@ def test_an_image_takes_what_the_snapshot_lacks_from_the_live_desktop(desktop, c
     older = own_snapshot(desktop)  # the desktop tag only, as a daily snapshot of an older version carries
     get_backend("ec2")[DEFAULT_ACCOUNT_ID][REGION].snapshots[older].start_time = datetime.datetime(
         2026, 11, 20, 5, 3, tzinfo=datetime.timezone.utc)
-    real = botocore.session.get_session
-
-    def with_boot_mode():  # moto's instances have no boot mode; EC2's say it
-        core = real()
-
-        def add(parsed, **_):
-            for reservation in parsed.get("Reservations", []):
-                for instance in reservation["Instances"]:
-                    instance["CurrentInstanceBootMode"] = "uefi"
-        core.register("after-call.ec2.DescribeInstances", add)
-        return core
-
-    monkeypatch.setattr(botocore.session, "get_session", with_boot_mode)
+    # moto's instances have no boot mode; EC2's say it.
+    edit_described_instances(monkeypatch, lambda instance: instance.update(CurrentInstanceBootMode="uefi"))
     image_id, lines = _image_from(capsys, older)
     name = f"test-role-1a2b3c4-{older}-20261120-0503"
     assert register_requests == [{
@@ -685,22 +668,13 @@ def test_a_snapshot_records_the_boot_mode_and_root_device_and_no_old_note(deskto
     volume = root_volume_of(desktop)
     # A volume restored from a snapshot carries that snapshot's note: a new snapshot has its own or none.
     ec2.create_tags(Resources=[volume], Tags=[{"Key": "DesktopNote", "Value": "the restored one's note"}])
-    real = botocore.session.get_session
+    def as_ec2_says(instance):  # moto's instances have no boot mode, and always /dev/sda1 as root device
+        instance["BootMode"] = "uefi"
+        instance["RootDeviceName"] = "/dev/xvda"
+        for mapping in instance["BlockDeviceMappings"]:
+            mapping["DeviceName"] = "/dev/xvda"
 
-    def as_ec2_says():  # moto's instances have no boot mode, and always /dev/sda1 as root device
-        core = real()
-
-        def edit(parsed, **_):
-            for reservation in parsed.get("Reservations", []):
-                for instance in reservation["Instances"]:
-                    instance["BootMode"] = "uefi"
-                    instance["RootDeviceName"] = "/dev/xvda"
-                    for mapping in instance["BlockDeviceMappings"]:
-                        mapping["DeviceName"] = "/dev/xvda"
-        core.register("after-call.ec2.DescribeInstances", edit)
-        return core
-
-    monkeypatch.setattr(botocore.session, "get_session", as_ec2_says)
+    edit_described_instances(monkeypatch, as_ec2_says)
     code, out, err = run(capsys, "snapshot", "--instance-id", desktop)
     assert code == 0, err
     (snapshot,) = snapshots_of(volume)
@@ -767,19 +741,8 @@ def test_an_image_asks_the_live_desktop_for_the_boot_mode_alone_when_only_that_i
     recorded = client("ec2").create_snapshot(VolumeId=root_volume_of(desktop), TagSpecifications=[{
         "ResourceType": "snapshot", "Tags": [{"Key": TAG, "Value": "test-role-1a2b3c4"},
                                              {"Key": "DesktopArchitecture", "Value": "x86_64"}]}])["SnapshotId"]
-    real = botocore.session.get_session
-
-    def with_boot_mode():  # moto's instances have no boot mode; older EC2 answers say BootMode only
-        core = real()
-
-        def add(parsed, **_):
-            for reservation in parsed.get("Reservations", []):
-                for instance in reservation["Instances"]:
-                    instance["BootMode"] = "uefi"
-        core.register("after-call.ec2.DescribeInstances", add)
-        return core
-
-    monkeypatch.setattr(botocore.session, "get_session", with_boot_mode)
+    # moto's instances have no boot mode; older EC2 answers say BootMode only.
+    edit_described_instances(monkeypatch, lambda instance: instance.update(BootMode="uefi"))
     _image_from(capsys, recorded)
     (request,) = register_requests
     assert (request["Architecture"], request["BootMode"]) == ("x86_64", "uefi")
