@@ -56,6 +56,24 @@ PACKAGE_MANAGERS = {"apt-get", "apt", "dpkg", "snap", "ubuntu-drivers"}
 #: restores it): what the boot sees is only the call's exit status and output, as from a
 #: process.
 _LIBRARY = r"""
+# `aws ssm get-parameter --query Parameter.Value` of a String parameter: the first $2 calls
+# are refused (counted in $STUB_STATE/aws.$1.denied), then its value $3 ("" = ParameterNotFound).
+_stub_parameter() {
+  local denied=0
+  [[ -f "$STUB_STATE/aws.$1.denied" ]] && read -r denied <"$STUB_STATE/aws.$1.denied"
+  denied=$((denied + 1))
+  if ((denied <= $2)); then
+    echo "$denied" >"$STUB_STATE/aws.$1.denied"
+    echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
+    return 254
+  fi
+  if [[ -z "$3" ]]; then
+    echo "An error occurred (ParameterNotFound) when calling the GetParameter operation" >&2
+    return 254
+  fi
+  printf '%s\n' "$3"
+}
+
 _stub() {
   local -
   set +euo pipefail
@@ -158,38 +176,16 @@ _stub() {
       # (STUB_SAGEMAKER_CONFIG_NAME): its value, STUB_SAGEMAKER_CONFIG ("" = ParameterNotFound);
       # the first STUB_SAGEMAKER_CONFIG_DENIED calls are refused.
       if [[ "$query" == Parameter.Value && "$parameter" == */sagemaker-config ]]; then
-        denied=0
-        [[ -f "$STUB_STATE/aws.sagemaker-config.denied" ]] && read -r denied <"$STUB_STATE/aws.sagemaker-config.denied"
-        denied=$((denied + 1))
-        if [[ "$parameter" != "$STUB_SAGEMAKER_CONFIG_NAME" ]] || ((denied <= ${STUB_SAGEMAKER_CONFIG_DENIED:-0})); then
-          echo "$denied" >"$STUB_STATE/aws.sagemaker-config.denied"
-          echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
-          return 254
-        fi
-        if [[ -z "${STUB_SAGEMAKER_CONFIG:-}" ]]; then
-          echo "An error occurred (ParameterNotFound) when calling the GetParameter operation" >&2
-          return 254
-        fi
-        printf '%s\n' "$STUB_SAGEMAKER_CONFIG"
-        return 0
+        local limit="${STUB_SAGEMAKER_CONFIG_DENIED:-0}"
+        [[ "$parameter" == "$STUB_SAGEMAKER_CONFIG_NAME" ]] || limit=999999  # another desktop's: never granted
+        _stub_parameter sagemaker-config "$limit" "${STUB_SAGEMAKER_CONFIG:-}"
+        return
       fi
       # The boot files' parameter (a String: no decryption): its value, STUB_BOOT_FILES (the
       # sandbox sets the real payload); the first STUB_BOOT_FILES_DENIED calls are refused.
       if [[ "$query" == Parameter.Value && " $* " != *" --with-decryption "* ]]; then
-        denied=0
-        [[ -f "$STUB_STATE/aws.boot-files.denied" ]] && read -r denied <"$STUB_STATE/aws.boot-files.denied"
-        denied=$((denied + 1))
-        if ((denied <= ${STUB_BOOT_FILES_DENIED:-0})); then
-          echo "$denied" >"$STUB_STATE/aws.boot-files.denied"
-          echo "An error occurred (AccessDeniedException) when calling the GetParameter operation" >&2
-          return 254
-        fi
-        if [[ -z "${STUB_BOOT_FILES:-}" ]]; then
-          echo "An error occurred (ParameterNotFound) when calling the GetParameter operation" >&2
-          return 254
-        fi
-        printf '%s\n' "$STUB_BOOT_FILES"
-        return 0
+        _stub_parameter boot-files "${STUB_BOOT_FILES_DENIED:-0}" "${STUB_BOOT_FILES:-}"
+        return
       fi
       # `aws ssm get-parameter ... --output text`: the parameter's version, write time and
       # value, tab-separated; the first STUB_SSM_DENIED calls are refused as while IAM applies
