@@ -84,7 +84,7 @@ class Desktop(NamedTuple):
 
     aws: aws.Aws
     instance_id: str
-    args: Optional[argparse.Namespace] = None  # the command's --stack and --project-dir, for hints
+    args: argparse.Namespace  # the command's --stack, --instance-id and --project-dir, for hints
 
     def hint(self, subcommand: str, *words: str) -> str:
         """A ``python -m desktop`` command on this desktop, to paste (see :mod:`desktop.commands.hints`)."""
@@ -92,10 +92,8 @@ class Desktop(NamedTuple):
 
         # A person who named the desktop by --instance-id (no Pulumi CLI here) needs it in
         # what they paste, or the command cannot tell which desktop.
-        if self.args is None or getattr(self.args, "instance_id", None):
+        if getattr(self.args, "instance_id", None):
             words = (*words, "--instance-id", self.instance_id)
-        if self.args is None:
-            return hints.command(subcommand, *words)
         return hints.for_args(self.args, subcommand, *words)
 
     def ec2(self):
