@@ -327,6 +327,8 @@ class Desktop:
                  start: int = MIDNIGHT + 8 * 3600, uptime: float = 3600.0, policy: str | None = "30",
                  dcv_server: bool = True, fork: bool = True) -> None:
         self.base, self.imds, self.cpus, self.fork = base, imds, cpus, fork
+        # Files under root the desktop no longer serves (see :meth:`unserve`).
+        self.unserved: set[str] = set()
         self.root, self.bin, self.stubs = base / "root", base / "bin", base / "stubs"
         for d in (self.bin, self.stubs, self.root / "proc/net", self.root / "proc/sys/kernel/random",
                   self.root / "proc/1", self.root / "sys/bus/pci/devices/0000:00:05.0", self.root / "dev",
@@ -372,6 +374,8 @@ class Desktop:
     def _write(self, relative: str, text: str) -> None:
         # Plain strings and no mkdir when the directory is there: the counters are written
         # before every run.
+        if relative in self.unserved:
+            return
         path = f"{self.root}/{relative}"
         try:
             f = open(path, "w")
@@ -404,6 +408,11 @@ class Desktop:
                 shutil.rmtree(self.root / f"proc/{pid}", ignore_errors=True)
             for i in range(ssm):
                 self._write(f"proc/{4000 + i}/comm", "ssm-session-wor\n")
+
+    def unserve(self, relative: str) -> None:
+        """From now on the kernel file ``relative`` (under root, e.g. "proc/stat") is not there."""
+        self.unserved.add(relative)
+        (self.root / relative).unlink(missing_ok=True)
 
     def fail(self, command: str, code: int | None = 1) -> None:
         """Make a stub command exit with this code (None: work again)."""
@@ -474,18 +483,19 @@ class Desktop:
         command = [PYTHON, "-IS", str(program or self.agent), *args]
         return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def minute(self, *, seconds: int = 60, **activity: float) -> subprocess.CompletedProcess:
+    def minute(self, *, seconds: float = 60, **activity: float) -> subprocess.CompletedProcess:
         """Let `seconds` of this activity pass (see :meth:`advance`), then run the agent."""
         self.advance(seconds, **activity)
         done = self.run()
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    def advance(self, seconds: int = 60, *, cores: float = 0.0, mbit: float = 0.0, tx: float = 0.0,
+    def advance(self, seconds: float = 60, *, cores: float = 0.0, mbit: float = 0.0, tx: float = 0.0,
                 iowait: float = 0.0, disk_mb: float = 0.0, steal: float = 0.0) -> None:
         """Let time pass with this activity, without running the agent: CPU cores busy, Mbit/s
         received (`mbit`) and sent (`tx`), cores waiting for I/O, MB/s read and written, cores
-        the hypervisor gave to another machine (`steal`)."""
+        the hypervisor gave to another machine (`steal`). The clock shows whole seconds: half
+        a second passes in the uptime and the counters, not on the clock."""
         self.t += seconds
         self.up += seconds
         ticks = int(self.cpus * HZ * seconds)

@@ -392,6 +392,8 @@ def test_keep_awake_command(desktop):
     assert done.returncode == 0
     assert int(until.read_text()) == int(box.t) + 4 * 3600
     assert done.stdout == f"keep-awake: until {iso(int(box.t) + 4 * 3600)}\n"
+    # A data file root's agent reads: no execute bit, and nobody but its owner writes it.
+    assert until.stat().st_mode & 0o133 == 0, oct(until.stat().st_mode)
     assert box.keep_awake().stdout == done.stdout
     assert box.keep_awake("1h30m").returncode == 0 and int(until.read_text()) == int(box.t) + 5400
     assert box.keep_awake("72h").returncode == 0 and int(until.read_text()) == int(box.t) + 72 * 3600
@@ -408,6 +410,23 @@ def test_keep_awake_command(desktop):
     assert done.returncode == 0 and not until.exists()
     assert done.stdout == "keep-awake: off\n"
     assert box.keep_awake("off").returncode == 0
+
+
+def test_keep_awake_says_off_from_the_second_the_agent_stops_holding_for_it(desktop):
+    """What the command shows and what the agent does agree to the second: at the deadline
+    itself the desktop is no longer held, and the command says off."""
+    box = desktop()
+    until = box.root / "var/lib/deep-learning-desktop/keep-awake/until"
+    box.minute()
+    deadline = box.t + 120
+    until.write_text(f"{deadline}\n")
+    box.minute()
+    assert box.keep_awake().stdout == f"keep-awake: until {iso(deadline)}\n"
+    assert box.log_lines()[-1].endswith(f" keep-awake until {iso(deadline)}")
+    box.minute()
+    assert box.t == deadline
+    assert box.keep_awake().stdout == "keep-awake: off\n"
+    assert box.log_lines()[-1].split()[1] == "idle", box.log_lines()[-1]
 
 
 def test_keep_awake_does_not_follow_a_symlink(desktop):
@@ -528,19 +547,43 @@ def test_no_dcv_server_means_no_dcv_client(desktop):
     assert box.calls("dcv") == [] and "dcv=0 " in box.log_lines()[-1]
 
 
-def test_an_unreadable_probe_blocks_the_stop_only_for_idle_blocked_hours(desktop, imds):
+@pytest.mark.parametrize("probe", ["gpu", "cpu"])
+def test_an_unreadable_probe_blocks_the_stop_only_for_idle_blocked_hours(desktop, imds, probe):
+    """Any probe, the GPU's (nvidia-smi) or the CPU's (/proc/stat): without its reading
+    the other rates still count, and the blocked hours still end in a stop."""
+    box = desktop()
+    imds.tags["IdleBlockedHours"] = "1"
+    box.minute()
+    if probe == "gpu":
+        box.fail("nvidia-smi", 9)
+        error = "nvidia-smi exit 9"
+    else:
+        box.unserve("proc/stat")
+        error = f"[Errno 2] No such file or directory: '{box.root}/proc/stat'"
+    box.minute(seconds=300)
+    blocked_from = box.t
+    stopped = run_until_poweroff(box, limit=14, step=300)
+    assert stopped == blocked_from + 3600
+    assert box.console_lines() == [
+        f"deep-learning-desktop: idle stop blocked: {probe} unreadable ({error}) since {iso(blocked_from)}",
+        f"deep-learning-desktop: stopping after 1h with every readable signal idle: {probe} unreadable ({error})",
+    ]
+
+
+def test_a_run_up_to_10_seconds_early_completes_the_blocked_hours(desktop, imds):
+    """The timer may fire a few seconds early (its accuracy): a run 10 s short of the
+    blocked hours completes them, as it completes an idle minute; 11 s short does not."""
     box = desktop()
     imds.tags["IdleBlockedHours"] = "1"
     box.minute()
     box.fail("nvidia-smi", 9)
     box.minute(seconds=300)
     blocked_from = box.t
-    stopped = run_until_poweroff(box, limit=14, step=300)
-    assert stopped == blocked_from + 3600
-    assert box.console_lines() == [
-        f"deep-learning-desktop: idle stop blocked: gpu unreadable (nvidia-smi exit 9) since {iso(blocked_from)}",
-        "deep-learning-desktop: stopping after 1h with every readable signal idle: gpu unreadable (nvidia-smi exit 9)",
-    ]
+    assert run_until_poweroff(box, limit=11, step=300) is None  # 55 minutes blocked
+    box.minute(seconds=300 - 11)
+    assert box.poweroffs == 0
+    box.minute(seconds=1)
+    assert box.poweroffs == 1 and box.t == blocked_from + 3600 - 10
 
 
 def test_a_blocked_stop_waits_while_a_readable_signal_is_busy_and_0_never(desktop, imds):
@@ -611,6 +654,37 @@ def test_runs_more_than_5_minutes_apart_never_add_up_to_an_idle_streak(desktop):
     # run that began a count.
     start = box.t
     assert run_until_poweroff(box, limit=12, step=300) == start + 600
+
+
+def test_a_second_run_in_the_same_second_does_not_start_the_count_over(desktop):
+    """A person's `systemctl start deep-learning-desktop-idle` as the timer fires: two runs
+    in one second of the clock are one watch, not a gap; the stop comes on time."""
+    box = desktop()
+    box.minute()  # no rates yet: busy
+    box.minute()
+    first_idle = box.t
+    box.minute()
+    box.minute(seconds=0.5)  # the same second on the clock, half a second of uptime later
+    assert box.log_lines()[-1].split()[0] == box.log_lines()[-2].split()[0]
+    box.minute(seconds=59.5)
+    assert run_until_poweroff(box, limit=10) == first_idle + 600
+
+
+def test_the_log_is_moved_aside_past_a_million_bytes_one_old_file_kept(desktop):
+    """Bounded: past 1,000,000 bytes the log becomes the one old file (replacing the one
+    before), and a new log begins; at exactly 1,000,000 it is still written to."""
+    box = desktop()
+    box.minute()
+    log = box.root / "var/log/deep-learning-desktop-idle.log"
+    old = log.with_name(log.name + ".1")
+    old.write_text("the week before\n")
+    log.write_text("x" * 999_999 + "\n")
+    box.minute()
+    assert old.read_text() == "the week before\n"
+    assert log.read_text().startswith("x" * 999_999 + "\n") and len(box.log_lines()) == 2
+    box.minute()
+    assert old.read_text().startswith("x" * 999_999 + "\n") and len(old.read_text().splitlines()) == 2
+    assert len(box.log_lines()) == 1 and box.log_lines()[0].startswith(iso(box.t) + " ")
 
 
 def test_without_the_nvidia_module_nvidia_smi_is_not_asked_and_its_failure_is_no_doubt(desktop):
