@@ -156,7 +156,7 @@ write_file() {
   local tmp=""
   tmp="$(temp_beside "$1")" && cat >"$tmp" && commit_file "$tmp" "$@" && return 0
   rm -f "$tmp"
-  say "not written: $1 (disk full, or its new text incomplete); the old file stays"
+  say "not written: $1 (disk full, its new text incomplete, or its mode or owner not set); the old file stays"
   return 1
 }
 
@@ -808,12 +808,14 @@ install_idle_agent() {
     rm -rf "$tmp"
     return 0
   fi
-  write_file "$ROOT$lib/idle-agent" 755 <"$tmp/f/idle_agent.py"
+  # A file not written (a full disk; write_file said so) keeps what an earlier boot
+  # installed, and the boot goes on.
+  write_file "$ROOT$lib/idle-agent" 755 <"$tmp/f/idle_agent.py" || true
   mkdir -p "$ROOT/usr/local/bin" "$STATE_DIR/idle" "$STATE_DIR/keep-awake"
   ln -sfn "$lib/idle-agent" "$ROOT/usr/local/bin/keep-awake"
   chown ubuntu:ubuntu "$STATE_DIR/keep-awake"
-  write_file "$units/deep-learning-desktop-idle.service" <"$tmp/f/deep-learning-desktop-idle.service"
-  write_file "$units/deep-learning-desktop-idle.timer" <"$tmp/f/deep-learning-desktop-idle.timer"
+  write_file "$units/deep-learning-desktop-idle.service" <"$tmp/f/deep-learning-desktop-idle.service" || true
+  write_file "$units/deep-learning-desktop-idle.timer" <"$tmp/f/deep-learning-desktop-idle.timer" || true
   rm -rf "$tmp"
   systemctl daemon-reload
   systemctl enable --now deep-learning-desktop-idle.timer

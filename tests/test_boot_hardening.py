@@ -360,6 +360,79 @@ def test_an_fstab_that_would_lose_its_root_line_is_never_written(sandbox):
                for line in box.console_lines())
 
 
+UNIT = "/etc/systemd/system/deep-learning-desktop-idle.service"
+
+
+@pytest.mark.parametrize("step", ["chmod to its own mode", "chown to the old file's owner"])
+def test_a_file_whose_mode_or_owner_cannot_be_set_is_never_renamed_over_the_old_one(sandbox, step):
+    """The new text is complete, but its mode or owner cannot be made right (a file system
+    that refuses it): renamed over the old file it would be mktemp's 0600 root file, the
+    agent not executable, a unit with the wrong owner. The old file stays, and the console
+    says so."""
+    box = sandbox()
+    assert box.boot().returncode == 0
+    path = AGENT if step.startswith("chmod") else UNIT
+    box.path(path).write_text("# what an earlier boot installed\n")
+    if step.startswith("chmod"):
+        chmod = box.bin / "chmod"
+        chmod.write_text("#!/bin/bash\n"
+                         "# chmod of the agent's new text (mode 755 given) fails; any other is chmod.\n"
+                         "if [[ \"$*\" == *\"/idle-agent.\"* ]]; then exit 1; fi\n"
+                         "exec /bin/chmod \"$@\"\n")
+        chmod.chmod(0o755)
+    else:
+        # The unit keeps the old file's mode and owner (no mode given): that chown fails.
+        box.env["STUB_FAILS"] = f"chown:--reference={box.path(path)}:99"
+    boot = box.boot()
+    assert boot.returncode == 0 and READY in box.console_lines()
+    assert box.read(path) == "# what an earlier boot installed\n"
+    assert (f"deep-learning-desktop: not written: {box.path(path)} (disk full, its new text incomplete, "
+            "or its mode or owner not set); the old file stays") in box.console_lines()
+    name = box.path(path).name
+    assert [p.name for p in box.path(path).parent.iterdir() if p.name.startswith(name + ".")] == []
+
+
+def _awk_failing(box: Sandbox, program: str, then: str) -> None:
+    """awk fails (exit 2) for the program holding ``program``, after the shell ``then`` on its
+    output; any other awk is awk."""
+    awk = box.bin / "awk"
+    awk.write_text("#!/bin/bash\n"
+                   f"if [[ \"$*\" == *'{program}'* ]]; then /usr/bin/awk \"$@\" | {then}; exit 2; fi\n"
+                   "exec /usr/bin/awk \"$@\"\n")
+    awk.chmod(0o755)
+
+
+PERSONS_LINE = "/dev/nvme1n1\t/scratch\text4\tdefaults,nofail\t0 2"
+
+
+def test_an_fstab_read_that_fails_half_way_is_never_written_so_no_line_is_lost(sandbox):
+    """Reading the old fstab (to drop our own line) fails after its first line (an I/O
+    error, say): what was read is not taken for the whole, so the person's own mount
+    further down is not lost with our new line written. The old fstab stays."""
+    box = sandbox()
+    assert box.boot().returncode == 0
+    fstab = box.read("/etc/fstab") + PERSONS_LINE + "\n"
+    box.path("/etc/fstab").write_text(fstab)
+    _awk_failing(box, "MARK", "/usr/bin/head -n 1")
+    boot = box.boot(efs_mount_path="/home/ubuntu/data")  # a new EFS line: fstab must change
+    assert boot.returncode == 0 and READY in box.console_lines()
+    assert box.read("/etc/fstab") == fstab
+
+
+def test_an_fstab_whose_root_line_cannot_be_checked_is_never_written(sandbox):
+    """The check that the new fstab keeps the root file system's line cannot read the old
+    one: unsure, it refuses (the new text may be right, but a wrong one does not boot)."""
+    box = sandbox()
+    assert box.boot().returncode == 0
+    fstab = box.read("/etc/fstab")
+    _awk_failing(box, '$2 == "/"', "/usr/bin/head -n 0")
+    boot = box.boot(efs_mount_path="/home/ubuntu/data")
+    assert boot.returncode == 0 and READY in box.console_lines()
+    assert box.read("/etc/fstab") == fstab
+    assert any(line.startswith(f"deep-learning-desktop: not written: {box.path('/etc/fstab')} ")
+               for line in box.console_lines())
+
+
 def test_a_mount_point_in_ubuntus_home_is_made_as_ubuntu_and_one_outside_as_root(sandbox):
     """In ubuntu's home the kernel must check the mkdir as ubuntu's own doing (a link
     planted there leads nowhere); /fsx, outside it, only root may make."""
