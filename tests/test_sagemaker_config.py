@@ -43,7 +43,8 @@ def sdk(tmp_path_factory):
     (d / "none.yaml").write_text(sagemaker_config.NO_DEFAULTS)
     result = subprocess.run([str(SDK_PYTHON), str(CHECK), *(str(d / f"{n}.yaml") for n in ("admin", "user", "bad", "none"))],
                             capture_output=True, text=True, timeout=120, cwd=d,
-                            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "HOME": str(d)})
+                            # TMPDIR: the SDK writes a requirements file there and leaves it.
+                            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "HOME": str(d), "TMPDIR": str(d)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
