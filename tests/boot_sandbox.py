@@ -8,7 +8,6 @@ say. Nothing here touches the network or the real system.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -20,6 +19,7 @@ from cloud_init import render, split_parts
 from cloud_init.boot_files import payload
 from desktop.boot_files import SAGEMAKER_CONFIG_LEAF, parameter_name
 from desktop.sagemaker_config import NO_DEFAULTS
+from memo import memo
 
 #: Values of a normal stack (what the Pulumi component passes to render).
 DEFAULT_VALUES = {
@@ -261,10 +261,10 @@ _BASE = "\0sandbox\0"
 
 
 #: The real payload, packed once per process (it depends only on the files).
-_payload = functools.lru_cache(maxsize=None)(payload)
+_payload = memo(payload)
 
 
-@functools.lru_cache(maxsize=None)
+@memo
 def _script(values: tuple[tuple[str, str], ...]) -> str:
     _, script = split_parts(render(**dict(values)))
     return script

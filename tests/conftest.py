@@ -18,6 +18,7 @@ from desktop.commands import offline  # noqa: E402
 from desktop.config import PROJECT  # noqa: E402
 # One moto server per test process (per xdist worker), shared by every module that uses
 # moto: each module resets it to an empty account through moto's API.
+from tests.memo import memo  # noqa: E402
 from tests.moto_account import moto_server  # noqa: E402,F401
 
 GOOD = {
@@ -47,23 +48,22 @@ def run_main():
     return run
 
 
-_renderings: dict = {}
+@memo
+def _rendering(region: str, partition: str, keys: str) -> offline.Rendering:
+    return offline.run_program(stack_config(region, **json.loads(keys)), stack="test",
+                               mocks=offline.AccountMocks(partition=partition, region=region))
 
 
 @pytest.fixture
 def rendered():
     """As ``run_main`` with the pretend account's own answers in ``partition`` (no mocks of the
     test's own), for a test that only reads the rendering: each config is
-    rendered once per test process, and each test gets its own deep copy of that rendering.
+    rendered once per test process (tests/memo.py), and each test gets its own deep copy of it.
     A test that changes what the program reads (a monkeypatch, its own mocks), or that watches
     the rendering happen (its event loops, its log), uses ``run_main``."""
 
     def render(region="us-west-2", partition="aws", **keys):
-        key = (region, partition, json.dumps(keys, sort_keys=True))
-        if key not in _renderings:
-            _renderings[key] = offline.run_program(stack_config(region, **keys), stack="test",
-                                                   mocks=offline.AccountMocks(partition=partition, region=region))
-        return copy.deepcopy(_renderings[key])
+        return copy.deepcopy(_rendering(region, partition, json.dumps(keys, sort_keys=True)))
 
     return render
 
