@@ -141,8 +141,8 @@ def _check_bucket(session: aws.Aws, bucket: str, out) -> None:
             raise CommandError(f"--bucket {bucket}: the bucket exists but these credentials cannot reach it "
                                "(403): it belongs to another account; name a bucket of this account") from None
         raise
-    bucket_region = response.get("BucketRegion") or response.get("ResponseMetadata", {}).get(
-        "HTTPHeaders", {}).get("x-amz-bucket-region")
+    # botocore reads it from the x-amz-bucket-region header.
+    bucket_region = response.get("BucketRegion")
     if bucket_region and bucket_region != session.region:
         print(f"note: bucket {bucket} is in {bucket_region}, the desktop will be in {session.region}: "
               "transfers cross regions (slower, billed)", file=out)

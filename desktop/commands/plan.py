@@ -293,7 +293,7 @@ def _idle_policy(inputs: dict) -> str:
         policy = "never stops itself (idleStopMinutes 0)"
     else:
         policy = f"stops itself after {minutes} idle minutes"
-    return f"idle: {policy}; a shutdown from inside {'stops' if shutdown == 'stop' else shutdown + 's'} it"
+    return f"idle: {policy}; a shutdown from inside {shutdown}s it"  # stops, or terminates
 
 
 def _lustre(i: dict, ids: dict[str, str]) -> list[str]:

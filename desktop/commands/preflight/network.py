@@ -119,7 +119,7 @@ def admits(permissions: list[dict], protocol: str, port: int, cidr: ipaddress.IP
         proto = str(permission.get("IpProtocol"))
         if proto != "-1" and (  # "-1": every protocol and port
             proto not in (protocol, {"tcp": "6", "udp": "17"}[protocol])
-            or not permission.get("FromPort", 0) <= port <= permission.get("ToPort", 65535)
+            or not permission["FromPort"] <= port <= permission["ToPort"]  # EC2 gives both for TCP and UDP
         ):
             continue
         if group and any(pair.get("GroupId") == group for pair in permission.get("UserIdGroupPairs", [])):

@@ -31,8 +31,8 @@ def check_bucket(account: Account) -> Iterable[Result]:
                                "pick a bucket of this account")
             return
         raise
-    bucket_region = response.get("BucketRegion") or response.get("ResponseMetadata", {}).get(
-        "HTTPHeaders", {}).get("x-amz-bucket-region")
+    # botocore reads it from the x-amz-bucket-region header.
+    bucket_region = response.get("BucketRegion")
     if bucket_region and bucket_region != region:
         yield Result(WARN, f"S3 bucket {bucket!r} is in {bucket_region}, the desktop in {region}: "
                            "transfers cross regions (slower, billed); a bucket in the same region is better")
