@@ -228,3 +228,18 @@ def test_full_is_allowed_with_a_warning_saying_what_it_allows():
     for said in ("AmazonSageMakerFullAccess", "every SageMaker action", "only its own role", "Cognito",
                  "pulumi config rm sagemakerAccess"):
         assert said in warning
+
+
+def test_a_role_with_a_path_reads_the_parameters_the_boot_names_after_its_last_part():
+    """IAM's role name is the ARN's last part, whatever the path (`role/team/ml/<name>`); the
+    boot names its parameters after it (`${ROLE_ARN##*/}`), so the boundary must too, or a
+    role given a path could read none of its own parameters."""
+    from desktop.identity import boundary_policy
+
+    arn = f"arn:aws:iam::{ACCOUNT}:role/team/ml/carol--role-0abcdef"
+    allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    policies = [boundary_policy("aws", arn), allow_all]
+    own = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/deep-learning-desktop/carol--role-0abcdef/dcv-password"
+    assert evaluate(policies, Request("ssm:GetParameter", own)) == ALLOW
+    with_path = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/deep-learning-desktop/team/ml/carol--role-0abcdef/x"
+    assert evaluate(policies, Request("ssm:GetParameter", with_path)) == EXPLICIT_DENY

@@ -22,8 +22,9 @@ _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 
 
 def clean(text: str) -> str:
-    """``text`` without escape sequences and control characters (tabs and line ends kept)."""
-    text = _ESCAPE.sub("", text.replace("\r\n", "\n"))
+    """``text`` without escape sequences and control characters (tabs and line ends kept; the
+    CR of a CRLF line end is a control character)."""
+    text = _ESCAPE.sub("", text)
     return "".join(ch for ch in text
                    if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
 

@@ -482,5 +482,5 @@ def register(subparsers) -> None:
     image.add_argument("--architecture", choices=ARCHITECTURES,
                        help="when the snapshot does not record it (daily snapshots of a desktop with amiId set)")
     image.add_argument("--boot-mode", choices=BOOT_MODES, help="override the recorded boot mode")
-    image.add_argument("--name", help="the AMI's name (default: <desktop>-<snapshot>-<date>)")
+    image.add_argument("--name", metavar="AMI_NAME", help="the AMI's name (default: <desktop>-<snapshot>-<date>)")
     image.set_defaults(run=_image)
