@@ -52,6 +52,9 @@ def test_plan_of_the_dev_stack_lists_every_resource_and_output(capsys):
     # The DCV password's parameter: its name (where the boot reads it), never its value.
     assert re.search(r"\n[│ ]+SecureString /deep-learning-desktop/[^\n]+/dcv-password, value \[secret\]\n", out)
     assert "kept on destroy" in out and "IMDS tokens required" in out
+    # The tag the daily snapshot policy targets, on the root volume (the role's name, made at deploy).
+    assert ("root volume 200 GiB gp3, encrypted True, deleted on termination True, "
+            "tags {'DeepLearningDesktop': '<generated name of dev--role, known after deploy>'}") in out
     mount_target = out[out.index("dev--efs-mount-target  ("):out.index("dev--role  (")]
     assert "deletes it before creating the new one" in mount_target
     assert "<instance id, known after deploy>" in out
