@@ -221,7 +221,7 @@ def procs():
             except OSError:
                 continue
             ssm += name.startswith(b"ssm-session-wor")
-            dcvserver += name.startswith(b"dcvserver")
+            dcvserver = dcvserver or name.startswith(b"dcvserver")
     return ssm, dcvserver
 
 
