@@ -311,6 +311,14 @@ def test_stop_wait_times_out_naming_the_state_it_is_stuck_in(instance, clock, ca
     assert out.splitlines()[-1] == "timed out after 2m00s; the instance is stopping"
 
 
+def test_stop_wait_takes_its_last_look_at_the_timeout_not_a_poll_after(instance, clock, capsys):
+    set_state(instance, "stopping")
+    code, out, err = run(capsys, "stop", "--instance-id", instance, "--wait", "--timeout", "2m", "--poll", "45s")
+    assert code == 1, err
+    assert clock.sleeps == [45, 45, 30]
+    assert out.splitlines()[-1] == "timed out after 2m00s; the instance is stopping"
+
+
 def test_start_without_wait_says_what_next(instance, capsys):
     client("ec2").stop_instances(InstanceIds=[instance])
     code, out, err = run(capsys, "start", "--instance-id", instance)

@@ -255,10 +255,12 @@ def _wait_for_state(target: Desktop, wanted: str, timeout: float, poll: float) -
         if state == wanted:
             print(f"instance {target.instance_id} is {wanted} after {elapsed(_monotonic() - start)}")
             return 0
-        if _monotonic() - start >= timeout:
-            print(f"timed out after {elapsed(_monotonic() - start)}; the instance is {state}")
+        waited = _monotonic() - start
+        if waited >= timeout:
+            print(f"timed out after {elapsed(waited)}; the instance is {state}")
             return 1
-        _sleep(poll)
+        # The last look falls on the timeout, not up to a poll after it.
+        _sleep(min(poll, timeout - waited))
 
 
 def _stop(args: argparse.Namespace) -> int:
