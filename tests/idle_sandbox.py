@@ -424,9 +424,19 @@ class Desktop:
 
     def _write_counters(self) -> None:
         idle = self.all_ticks - self.busy_ticks - self.iowait_ticks - self.steal_ticks
-        per = [v // self.cpus for v in (self.busy_ticks, idle, self.iowait_ticks, self.steal_ticks)]
         lines = [f"cpu  {self.busy_ticks} 0 0 {idle} {self.iowait_ticks} 0 0 {self.steal_ticks} 0 0"]
-        lines += [f"cpu{i} {per[0]} 0 0 {per[1]} {per[2]} 0 0 {per[3]} 0 0" for i in range(self.cpus)]
+        if self.cpus == 1:
+            lines.append(lines[0].replace("cpu ", "cpu0", 1))
+        else:
+            # As the scheduler may place it: the work runs on the other CPUs while cpu0 idles (as
+            # long as they can hold it); only the first line tells the machine's whole.
+            share = self.all_ticks // self.cpus
+            idle0 = min(idle, share)
+            busy0 = share - idle0
+            per = [max(v, 0) // (self.cpus - 1)
+                   for v in (self.busy_ticks - busy0, idle - idle0, self.iowait_ticks, self.steal_ticks)]
+            lines.append(f"cpu0 {busy0} 0 0 {idle0} 0 0 0 0 0 0")
+            lines += [f"cpu{i} {per[0]} 0 0 {per[1]} {per[2]} 0 0 {per[3]} 0 0" for i in range(1, self.cpus)]
         lines += ["intr 123456 0 0", "ctxt 987654", "btime 1796000000", "processes 4242"]
         self._write("proc/stat", "\n".join(lines) + "\n")
         self._write("proc/net/dev",

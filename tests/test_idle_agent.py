@@ -125,6 +125,7 @@ PROBE_FAILURES = {
     "dcv fails": "dcv unknown: dcv exit 1",
     "dcv says nonsense": "dcv unknown: Expecting value: line 1 column 1 (char 0)",
     "nvidia-smi fails with the module loaded": "gpu unknown: nvidia-smi exit 9",
+    "nvidia-smi gives no utilization": "gpu unknown: nvidia-smi gave no utilization",
     "imds unreachable": "tags unknown: [Errno 111] Connection refused",
     "imds error for KeepAwakeUntil": "tags unknown: IMDS KeepAwakeUntil: HTTP 500",
     "imds refuses the token": "tags unknown: IMDS IdleStopMinutes: HTTP 401",
@@ -143,6 +144,8 @@ def test_a_probe_that_cannot_tell_keeps_it_up(desktop, imds, case):
         (box.stubs / "dcv.out").write_text("Session console not found\n")
     elif case == "nvidia-smi fails with the module loaded":
         box.fail("nvidia-smi", 9)
+    elif case == "nvidia-smi gives no utilization":
+        (box.stubs / "nvidia-smi.out").write_text("[N/A]\n")  # as a GPU in MIG mode answers
     elif case == "imds unreachable":
         env = {"DLD_IMDS": closed_port()}
     elif case == "imds error for KeepAwakeUntil":
@@ -161,7 +164,7 @@ def test_a_probe_that_cannot_tell_keeps_it_up(desktop, imds, case):
     # The probe answers again: the same desktop stops 10 minutes after its first idle run.
     box.fail("dcv", None)
     box.fail("nvidia-smi", None)
-    box.set(dcv=0)
+    box.set(dcv=0, gpu=0)
     imds.errors.clear()
     imds.tags["IdleStopMinutes"] = "10"
     box.minute(seconds=240)
@@ -271,6 +274,24 @@ def test_zero_never_stops_and_a_changed_tag_counts_at_the_next_run(desktop, imds
     box.minute()
     assert box.poweroffs == 1
     assert box.console_lines()[-1] == f"deep-learning-desktop: stopping after {minutes + 1} idle minutes"
+
+
+def test_an_empty_idle_tag_reads_as_0_never_and_a_word_keeps_it_up_saying_so(desktop, imds):
+    """EC2 lets a tag's value be empty: read as 0, never stop (the side that loses nothing),
+    not as a minute. A value that is no number ("ten") is a probe that cannot tell: the
+    desktop stays up, and the log and the console name the tag."""
+    box = desktop()
+    imds.tags["IdleStopMinutes"] = ""
+    box.minute()
+    assert run_until_poweroff(box, limit=8, step=240) is None  # half an hour quiet
+    state, idle = box.log_lines()[-1].split()[1:3]
+    assert state == "idle" and idle.endswith("/0min"), box.log_lines()[-1]
+    imds.tags["IdleStopMinutes"] = "ten"
+    assert run_until_poweroff(box, limit=8, step=240) is None
+    assert box.log_lines()[-1].split()[1] == "busy"
+    assert box.log_lines()[-1].endswith(" tags unknown: IdleStopMinutes is not a number")
+    assert any(line.startswith("deep-learning-desktop: idle stop blocked: tags unreadable "
+                               "(IdleStopMinutes is not a number) since ") for line in box.console_lines())
 
 
 def test_a_longer_policy_set_midway_holds_the_desktop_longer(desktop, imds):
@@ -507,7 +528,23 @@ def test_a_full_state_directory_still_stops_on_time_and_says_so_once(desktop):
     assert len(box.console_lines()) == 3 and not box.state_file.exists()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "huge number", "too long", "a directory"])
+@pytest.mark.parametrize("size", [64, 65])
+def test_a_keep_awake_file_is_honoured_up_to_64_bytes(desktop, size):
+    box = desktop()
+    until = box.root / "var/lib/deep-learning-desktop/keep-awake/until"
+    deadline = box.t + 3600
+    until.write_text(f"{deadline}".ljust(size - 1) + "\n")
+    assert until.stat().st_size == size
+    box.minute()
+    box.minute()
+    if size == 64:
+        assert box.log_lines()[-1].endswith(f" keep-awake until {iso(deadline)}")
+    else:
+        assert box.log_lines()[-1].split()[1] == "idle"
+        assert box.log_lines()[-1].endswith(" | keep-awake file ignored: not a regular file of at most 64 bytes")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge number", "too long", "a directory", "not a number"])
 def test_a_keep_awake_file_of_the_wrong_kind_is_ignored_and_never_hangs(desktop, kind):
     box = desktop()
     until = box.root / "var/lib/deep-learning-desktop/keep-awake/until"
@@ -520,6 +557,9 @@ def test_a_keep_awake_file_of_the_wrong_kind_is_ignored_and_never_hangs(desktop,
     elif kind == "too long":
         until.write_text(str(box.t + 3600) + " " * 80 + "\n")
         why = "not a regular file of at most 64 bytes"
+    elif kind == "not a number":
+        until.write_text("tomorrow\n")
+        why = "not a number"
     else:
         until.mkdir()
         why = "not a regular file of at most 64 bytes"
@@ -568,6 +608,18 @@ def test_an_unreadable_probe_blocks_the_stop_only_for_idle_blocked_hours(desktop
         f"deep-learning-desktop: idle stop blocked: {probe} unreadable ({error}) since {iso(blocked_from)}",
         f"deep-learning-desktop: stopping after 1h with every readable signal idle: {probe} unreadable ({error})",
     ]
+
+
+def test_without_an_idle_blocked_hours_tag_a_blocked_stop_comes_after_12_hours(desktop, imds):
+    box = desktop()
+    box.minute()
+    box.fail("nvidia-smi", 9)
+    box.minute(seconds=300)
+    blocked_from = box.t
+    assert run_until_poweroff(box, limit=143, step=300) is None  # 11 h 55 min
+    assert run_until_poweroff(box, limit=1, step=300) == blocked_from + 12 * 3600
+    assert box.console_lines()[-1] == ("deep-learning-desktop: stopping after 12h with every readable signal idle: "
+                                       "gpu unreadable (nvidia-smi exit 9)")
 
 
 def test_a_run_up_to_10_seconds_early_completes_the_blocked_hours(desktop, imds):
