@@ -372,7 +372,6 @@ def log(s, r, decision):
 # A new file renamed over the old: a run killed midway leaves the previous state. When
 # /var cannot take it (a full disk), under /run, said once on the console.
 def save(s, prev):
-    error = None
     for path in (STATE, SPARE):
         try:
             os.makedirs(os.path.dirname(ROOT + path), exist_ok=True)
@@ -386,7 +385,6 @@ def save(s, prev):
                     pass
             return
         except OSError as e:
-            error = error or e
             s["full"] = str(e)
             if not prev.get("full"):
                 say(f"idle state not saved in {STATE} ({e}): kept in {SPARE} for now; the stop still works")
