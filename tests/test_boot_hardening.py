@@ -340,6 +340,16 @@ def test_a_failed_write_in_ubuntus_home_leaves_the_old_file_and_no_temporary_one
     assert leftovers == []
 
 
+def _awk_wrapped(box: Sandbox, program: str, then: str, status: int) -> None:
+    """The awk whose program holds ``program`` has its output passed through the shell
+    ``then`` and exits ``status``; any other awk is awk."""
+    awk = box.bin / "awk"
+    awk.write_text("#!/bin/bash\n"
+                   f"if [[ \"$*\" == *'{program}'* ]]; then /usr/bin/awk \"$@\" | {then}; exit {status}; fi\n"
+                   "exec /usr/bin/awk \"$@\"\n")
+    awk.chmod(0o755)
+
+
 def test_an_fstab_that_would_lose_its_root_line_is_never_written(sandbox):
     """Whatever goes wrong in making the new fstab (here an awk that drops the root file
     system's line, as a bug in the filter would), the check before the rename refuses it:
@@ -347,12 +357,8 @@ def test_an_fstab_that_would_lose_its_root_line_is_never_written(sandbox):
     box = sandbox()
     assert box.boot().returncode == 0
     fstab = box.read("/etc/fstab")
-    awk = box.bin / "awk"
-    awk.write_text("#!/bin/bash\n"
-                   "# fstab_without's filter (it reads MARK) loses the root line; any other awk is awk.\n"
-                   "if [[ \"$*\" == *MARK* ]]; then /usr/bin/awk \"$@\" | /usr/bin/grep -v cloudimg-rootfs; exit 0; fi\n"
-                   "exec /usr/bin/awk \"$@\"\n")
-    awk.chmod(0o755)
+    # fstab_without's filter (it reads MARK) loses the root line, and says nothing of it.
+    _awk_wrapped(box, "MARK", "/usr/bin/grep -v cloudimg-rootfs", 0)
     boot = box.boot(efs_mount_path="/home/ubuntu/data")  # a new EFS line: fstab must change
     assert boot.returncode == 0 and READY in box.console_lines()
     assert box.read("/etc/fstab") == fstab
@@ -392,16 +398,6 @@ def test_a_file_whose_mode_or_owner_cannot_be_set_is_never_renamed_over_the_old_
     assert [p.name for p in box.path(path).parent.iterdir() if p.name.startswith(name + ".")] == []
 
 
-def _awk_failing(box: Sandbox, program: str, then: str) -> None:
-    """awk fails (exit 2) for the program holding ``program``, after the shell ``then`` on its
-    output; any other awk is awk."""
-    awk = box.bin / "awk"
-    awk.write_text("#!/bin/bash\n"
-                   f"if [[ \"$*\" == *'{program}'* ]]; then /usr/bin/awk \"$@\" | {then}; exit 2; fi\n"
-                   "exec /usr/bin/awk \"$@\"\n")
-    awk.chmod(0o755)
-
-
 PERSONS_LINE = "/dev/nvme1n1\t/scratch\text4\tdefaults,nofail\t0 2"
 
 
@@ -413,7 +409,7 @@ def test_an_fstab_read_that_fails_half_way_is_never_written_so_no_line_is_lost(s
     assert box.boot().returncode == 0
     fstab = box.read("/etc/fstab") + PERSONS_LINE + "\n"
     box.path("/etc/fstab").write_text(fstab)
-    _awk_failing(box, "MARK", "/usr/bin/head -n 1")
+    _awk_wrapped(box, "MARK", "/usr/bin/head -n 1", 2)
     boot = box.boot(efs_mount_path="/home/ubuntu/data")  # a new EFS line: fstab must change
     assert boot.returncode == 0 and READY in box.console_lines()
     assert box.read("/etc/fstab") == fstab
@@ -425,7 +421,7 @@ def test_an_fstab_whose_root_line_cannot_be_checked_is_never_written(sandbox):
     box = sandbox()
     assert box.boot().returncode == 0
     fstab = box.read("/etc/fstab")
-    _awk_failing(box, '$2 == "/"', "/usr/bin/head -n 0")
+    _awk_wrapped(box, '$2 == "/"', "/usr/bin/head -n 0", 2)
     boot = box.boot(efs_mount_path="/home/ubuntu/data")
     assert boot.returncode == 0 and READY in box.console_lines()
     assert box.read("/etc/fstab") == fstab
