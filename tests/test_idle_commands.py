@@ -184,14 +184,17 @@ def test_status_names_each_probe_that_still_blocks_the_idle_stop_and_for_how_lon
     assert blocked == ["idle stop blocked:  gpu unreadable (nvidia-smi exit 9) since 2026-11-27T22:30:00Z (1h00m ago)"]
 
 
+def stopped_because(instance: str, code: str, message: str) -> None:
+    """The reason EC2 gives for the stop, as EC2 spells it (not left to moto's default)."""
+    from moto.ec2.models.instances import StateReason
+
+    backend("ec2").get_instance(instance).state_reason = StateReason(f"{code}: {message}", code)
+
+
 def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, pricing, capsys):
     usual_prices(pricing)
     client("ec2").stop_instances(InstanceIds=[instance])
-    from moto.ec2.models.instances import StateReason
-
-    stopped = backend("ec2").get_instance(instance)
-    stopped.state_reason = StateReason("Client.InstanceInitiatedShutdown: Instance initiated shutdown",
-                                       "Client.InstanceInitiatedShutdown")
+    stopped_because(instance, "Client.InstanceInitiatedShutdown", "Instance initiated shutdown")
     console(instance, BANNER + line("ready") + line("idle since 2026-11-27 22:40 UTC")
             + line("stopping after 30 idle minutes"))
     code, out, err = run(capsys, "status", "--instance-id", instance)
@@ -208,11 +211,7 @@ def test_status_of_a_desktop_that_stopped_itself(instance, console, clock, prici
 def test_status_of_a_desktop_stopping_through_the_api_says_so(instance, console, clock, pricing, capsys):
     usual_prices(pricing)
     client("ec2").stop_instances(InstanceIds=[instance])
-    from moto.ec2.models.instances import StateReason
-
-    stopping = backend("ec2").get_instance(instance)
-    stopping.state_reason = StateReason("Client.UserInitiatedShutdown: User initiated shutdown",
-                                        "Client.UserInitiatedShutdown")
+    stopped_because(instance, "Client.UserInitiatedShutdown", "User initiated shutdown")
     set_state(instance, "stopping")
     code, out, err = run(capsys, "status", "--instance-id", instance)
     assert code == 0, err
